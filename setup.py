@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Packaging for srplugins.
+
+The version is a static string in ``srplugins/version.py`` read here with a regular expression: no file is generated at
+install time and nothing is exec'd into ``locals()`` (that trick breaks on Python 3.13, see basicsr#725).
+"""
+import os
+import re
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version():
+    with open(os.path.join(HERE, 'srplugins', 'version.py'), encoding='utf-8') as f:
+        match = re.search(r"^__version__ = '([^']+)'", f.read(), re.M)
+    if match is None:
+        raise RuntimeError('srplugins/version.py must define __version__ = \'X.Y.Z\'')
+    return match.group(1)
+
+
+def read_requirements(filename='requirements.txt'):
+    with open(os.path.join(HERE, filename), encoding='utf-8') as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith('#')]
+
+
+def read_readme():
+    with open(os.path.join(HERE, 'README.md'), encoding='utf-8') as f:
+        return f.read()
+
+
+setup(
+    name='srplugins',
+    version=read_version(),
+    description='Published super-resolution methods (SRGAN, BSRGAN degradation, A2N, DASR, U-Net SN / Real-ESRGAN) '
+    'as BasicSR plugins',
+    long_description=read_readme(),
+    long_description_content_type='text/markdown',
+    keywords='super-resolution, basicsr, pytorch, srgan, bsrgan, a2n, dasr, real-esrgan',
+    license='Apache License 2.0',
+    python_requires='>=3.8,<3.13',
+    packages=find_packages(exclude=('options', 'datasets', 'experiments', 'results', 'tb_logger', 'wandb', 'tests',
+                                    'scripts', 'docs')),
+    include_package_data=True,
+    install_requires=read_requirements(),
+    extras_require={
+        'wavelets': ['pytorch_wavelets>=1.3.0', 'PyWavelets'],
+        'face': ['facexlib>=0.2.5'],
+        'test': ['pytest>=7', 'scikit-image', 'flake8', 'isort', 'yapf'],
+    },
+    entry_points={
+        'console_scripts': [
+            'srplugins-train = srplugins.train:main',
+            'srplugins-test = srplugins.test:main',
+        ],
+    },
+    zip_safe=False,
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Image Processing',
+    ],
+)

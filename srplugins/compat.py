@@ -1,0 +1,349 @@
+"""Fixes for the known breakages of the stack srplugins stands on (basicsr 1.4.2 on a current torch/torchvision).
+
+Every fix is small, idempotent and applied only where it is needed. Each one names the bug it fixes; each has a test
+in ``tests/test_compat.py`` that fails without it. The fixes are split in two groups:
+
+* :func:`apply_import_fixes` runs from ``srplugins/__init__.py`` **before anything imports basicsr** (and therefore
+  also in spawned DataLoader workers, which re-import srplugins):
+
+  - ``torchvision.transforms.functional_tensor`` alias (module removed in torchvision 0.17; basicsr 1.4.2 imports it
+    in ``basicsr/data/degradations.py``: ``ModuleNotFoundError`` on ``import basicsr``).
+  - ``pkg_resources`` stand-in for ``pytorch_wavelets`` (it imports ``pkg_resources.resource_stream``, gone with
+    setuptools >= 81), installed only when ``pytorch_wavelets`` is installed and ``pkg_resources`` is not.
+
+* :func:`apply_basicsr_fixes` patches basicsr objects after it is imported:
+
+  - CPU-aware ``init_dist`` (basicsr's divides by ``torch.cuda.device_count()`` -> ``ZeroDivisionError`` without a
+    GPU, uses NCCL only, ignores YAML ``dist_params`` for the pytorch launcher).
+  - ``BaseModel.model_to_device``: DDP with ``device_ids=None`` on CPU (basicsr passes
+    ``torch.cuda.current_device()``).
+  - ``basicsr.train.load_resume_state``: state mapped onto the model's device (basicsr maps to CUDA), auto-resume
+    searched under ``root_path/experiments/<name>`` (basicsr: relative to the cwd) with a warning when nothing is
+    found (basicsr silently archives the experiment and restarts).
+  - ``basicsr.data.worker_init_fn``: fresh randomness per epoch (basicsr seeds every worker identically every epoch,
+    so on-the-fly degradations repeat their random draws).
+  - ``VGGFeatureExtractor``: backbone weights through :func:`srplugins.utils.pretrained.resolve_pretrained` (basicsr
+    downloads at construction, a bare ``URLError`` offline, and loads the vgg19 file for every ``vgg_type``).
+  - ``BaseModel.load_network``: a checkpoint whose file name says ``_x2`` / ``_x3`` / ``_x4`` must match the option
+    ``scale`` (A2N x2 and x3 files have identical shapes and would load silently into the wrong model).
+
+Argument normalisation for ``torch.distributed.launch`` (``--local-rank=N``) is :func:`normalize_local_rank_argv`,
+called by the entry points.
+"""
+import datetime
+import importlib
+import importlib.util
+import os
+import os.path as osp
+import random
+import re
+import sys
+import types
+import warnings
+
+_STATE = {'import_fixes': False, 'basicsr_fixes': False, 'dist_params': {}}
+# basicsr's own functions, replaced by apply_basicsr_fixes (kept for tests and for delegation)
+_ORIGINALS = {}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# import-time fixes
+# --------------------------------------------------------------------------------------------------------------------
+def _module_exists(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def fix_torchvision_functional_tensor():
+    """Alias ``torchvision.transforms.functional_tensor`` when torchvision no longer has it (>= 0.17).
+
+    basicsr 1.4.2 only uses ``rgb_to_grayscale`` from it; the public ``torchvision.transforms.functional`` function
+    is the same operation. Returns True when the alias was installed.
+    """
+    name = 'torchvision.transforms.functional_tensor'
+    if name in sys.modules or _module_exists(name):
+        return False
+    from torchvision.transforms import functional
+    alias = types.ModuleType(name)
+    alias.__doc__ = 'srplugins alias: torchvision.transforms.functional_tensor was removed in torchvision 0.17.'
+    alias.rgb_to_grayscale = functional.rgb_to_grayscale
+    sys.modules[name] = alias
+    return True
+
+
+def fix_pkg_resources_for_pytorch_wavelets():
+    """Provide ``pkg_resources.resource_stream`` for ``pytorch_wavelets`` when setuptools >= 81 removed it.
+
+    Only installed when pytorch_wavelets is installed and ``pkg_resources`` cannot be found. Returns True when the
+    stand-in was installed.
+    """
+    if 'pkg_resources' in sys.modules or _module_exists('pkg_resources') or not _module_exists('pytorch_wavelets'):
+        return False
+    import importlib.resources as resources
+
+    def resource_stream(package, resource):
+        return resources.files(package).joinpath(resource).open('rb')
+
+    stand_in = types.ModuleType('pkg_resources')
+    stand_in.__doc__ = 'srplugins stand-in: only resource_stream, for pytorch_wavelets on setuptools >= 81.'
+    stand_in.resource_stream = resource_stream
+    sys.modules['pkg_resources'] = stand_in
+    return True
+
+
+def apply_import_fixes():
+    """Apply the fixes that must precede ``import basicsr``. Idempotent."""
+    if not _STATE['import_fixes']:
+        fix_torchvision_functional_tensor()
+        fix_pkg_resources_for_pytorch_wavelets()
+        _STATE['import_fixes'] = True
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------------------------------
+def normalize_local_rank_argv(argv):
+    """Rewrite ``--local-rank=N`` / ``--local-rank N`` (torch >= 2.0 launcher) to basicsr's ``--local_rank``.
+
+    Args:
+        argv (list[str]): Arguments without the program name.
+
+    Returns:
+        list[str]: A new list.
+    """
+    out = []
+    for arg in argv:
+        if arg == '--local-rank':
+            out.append('--local_rank')
+        elif arg.startswith('--local-rank='):
+            out.append('--local_rank=' + arg.split('=', 1)[1])
+        else:
+            out.append(arg)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# distributed
+# --------------------------------------------------------------------------------------------------------------------
+def set_dist_params(dist_params):
+    """Remember the YAML ``dist_params`` for :func:`init_dist` (basicsr passes them only to the slurm launcher)."""
+    if dist_params is not None and not isinstance(dist_params, dict):
+        raise ValueError(f'Option dist_params must be a mapping (backend, port, timeout), got {dist_params!r}')
+    _STATE['dist_params'] = dict(dist_params or {})
+
+
+def init_dist(launcher, backend=None, timeout=None, **kwargs):
+    """CPU-aware replacement for ``basicsr.utils.dist_util.init_dist``.
+
+    * ``pytorch`` launcher (``torch.distributed.launch`` and ``torchrun``): rank/world size from the environment;
+      ``LOCAL_RANK`` selects the GPU (basicsr used ``RANK % num_gpus``, wrong across nodes and a division by zero
+      without a GPU).
+    * backend: the argument, else YAML ``dist_params.backend``, else ``nccl`` when CUDA is available, else ``gloo``.
+      ``nccl`` without CUDA is an error that says to use gloo.
+    * timeout: seconds (argument or YAML ``dist_params.timeout``); torch's default otherwise. Long validations on
+      rank 0 can otherwise hit the collective timeout of the other ranks.
+    * ``slurm``: delegated to basicsr with the resolved backend.
+    """
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    params = dict(_STATE['dist_params'])
+    params.update(kwargs)
+    backend = backend or params.pop('backend', None)
+    params.pop('backend', None)
+    timeout = timeout if timeout is not None else params.pop('timeout', None)
+    params.pop('timeout', None)
+    use_cuda = torch.cuda.is_available()
+    if backend is None:
+        backend = 'nccl' if use_cuda else 'gloo'
+    if backend == 'nccl' and not use_cuda:
+        raise ValueError('dist_params.backend is nccl but CUDA is not available: set `dist_params: {backend: gloo}` '
+                         'in the option file (or leave backend out to pick gloo automatically on CPU).')
+    if use_cuda and mp.get_start_method(allow_none=True) is None:
+        # as basicsr: CUDA in DataLoader workers needs spawn. On CPU the default (fork) is kept.
+        mp.set_start_method('spawn')
+    if launcher == 'pytorch':
+        for var in ('RANK', 'WORLD_SIZE'):
+            if var not in os.environ:
+                raise RuntimeError(f'--launcher pytorch needs the environment variable {var}: start the script with '
+                                   '`python -m torch.distributed.launch --nproc_per_node=N ...` or `torchrun`.')
+        if use_cuda and backend == 'nccl':
+            local_rank = int(os.environ.get('LOCAL_RANK', int(os.environ['RANK']) % torch.cuda.device_count()))
+            torch.cuda.set_device(local_rank)
+        init_kwargs = {}
+        if timeout is not None:
+            init_kwargs['timeout'] = datetime.timedelta(seconds=float(timeout))
+        dist.init_process_group(backend=backend, **init_kwargs)
+    elif launcher == 'slurm':
+        from basicsr.utils import dist_util
+        dist_util._init_dist_slurm(backend, port=params.get('port'))
+    else:
+        raise ValueError(f'Invalid launcher type: {launcher!r}; expected "pytorch" or "slurm".')
+
+
+def _model_to_device(self, net):
+    """``BaseModel.model_to_device`` that wraps DDP with ``device_ids=None`` on CPU."""
+    import torch
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    net = net.to(self.device)
+    if self.opt['dist']:
+        find_unused_parameters = self.opt.get('find_unused_parameters', False)
+        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+        net = DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+    elif self.opt['num_gpu'] > 1:
+        net = DataParallel(net)
+    return net
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# resume
+# --------------------------------------------------------------------------------------------------------------------
+def resume_map_location(opt):
+    """Where a training state must be loaded: the device the model will live on."""
+    import torch
+    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
+def load_resume_state(opt):
+    """Replacement for ``basicsr.train.load_resume_state``.
+
+    ``--auto_resume`` looks for the newest ``<iter>.state`` in ``opt['path']['training_states']`` (under
+    ``root_path/experiments/<name>``), and warns when there is none, saying the run starts from scratch and the old
+    folder is archived. The state is mapped onto the model's device (CPU without a GPU).
+    """
+    import torch
+    from basicsr.train import check_resume
+    from basicsr.utils import get_root_logger, scandir
+
+    resume_state_path = None
+    if opt['auto_resume']:
+        state_dir = opt['path'].get('training_states') or osp.join(opt['root_path'], 'experiments', opt['name'],
+                                                                   'training_states')
+        states = []
+        if osp.isdir(state_dir):
+            states = [v for v in scandir(state_dir, suffix='state', recursive=False, full_path=False)]
+            states = [v for v in states if re.fullmatch(r'\d+\.state', v)]
+        if states:
+            latest = max(int(v.split('.')[0]) for v in states)
+            resume_state_path = osp.join(state_dir, f'{latest}.state')
+            opt['path']['resume_state'] = resume_state_path
+        else:
+            exp_root = opt['path'].get('experiments_root', osp.dirname(state_dir))
+            msg = (f'--auto_resume: no training state (<iter>.state) found in {state_dir}; starting from iteration 0. '
+                   + (f'The existing folder {exp_root} will be archived (renamed with _archived_<time>).'
+                      if osp.exists(exp_root) else ''))
+            warnings.warn(msg, stacklevel=2)
+            print(f'WARNING: {msg}', flush=True)
+            get_root_logger().warning(msg)
+    elif opt['path'].get('resume_state'):
+        resume_state_path = opt['path']['resume_state']
+        if not osp.isfile(resume_state_path):
+            raise FileNotFoundError(f'path.resume_state: training state file {resume_state_path} does not exist.')
+
+    if resume_state_path is None:
+        return None
+    resume_state = torch.load(resume_state_path, map_location=resume_map_location(opt))
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# data loader randomness
+# --------------------------------------------------------------------------------------------------------------------
+def worker_init_fn(worker_id, num_workers, rank, seed):
+    """Seed numpy and ``random`` in a DataLoader worker from the option seed, rank, worker id and the epoch.
+
+    ``torch.initial_seed()`` in a worker is the loader's per-iterator base seed + worker id, drawn from the main
+    process's torch generator (seeded by ``manual_seed``): it differs every epoch, so the draws of on-the-fly
+    degradations differ every epoch, and the whole run stays reproducible from ``manual_seed``.
+    """
+    import numpy as np
+    import torch
+    seq = np.random.SeedSequence([int(seed), int(rank), int(num_workers), int(worker_id), torch.initial_seed() % 2**63])
+    np.random.seed(seq.generate_state(1)[0])
+    random.seed(int(seq.generate_state(2, dtype=np.uint64)[1]))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------------------------------------
+_SCALE_IN_NAME = re.compile(r'_x([1-8])(?![0-9])', re.IGNORECASE)
+
+
+def check_checkpoint_scale(load_path, scale, option='path.pretrain_network_g'):
+    """Raise ValueError when a checkpoint's file name declares another scale than the option ``scale``."""
+    if scale is None or load_path is None:
+        return
+    found = _SCALE_IN_NAME.findall(osp.basename(str(load_path)))
+    if found and int(found[-1]) != int(scale):
+        raise ValueError(f'{option} = {load_path}: the file name says x{found[-1]} but the option `scale` is {scale}. '
+                         'Checkpoints of different scales can have identical shapes (A2N x2/x3) and would load '
+                         'silently into the wrong model: use the file made for this scale, or rename the file if it '
+                         'is really a x{} model.'.format(scale))
+
+
+def _wrap_load_network(original):
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        check_checkpoint_scale(load_path, self.opt.get('scale'))
+        if not osp.isfile(load_path):
+            raise FileNotFoundError(f'Checkpoint {load_path} (from the option file\'s `path` section) does not exist.')
+        return original(self, net, load_path, strict=strict, param_key=param_key)
+
+    load_network.__wrapped__ = original
+    load_network.__doc__ = original.__doc__
+    return load_network
+
+
+def _wrap_vgg_init(original):
+
+    def __init__(self, layer_name_list, vgg_type='vgg19', *args, **kwargs):
+        from basicsr.archs import vgg_arch
+
+        from srplugins.utils.pretrained import resolve_pretrained, torchvision_weight_filename
+        filename = torchvision_weight_filename(vgg_type)
+        path = resolve_pretrained(filename, f'ImageNet {vgg_type} backbone of VGGFeatureExtractor / PerceptualLoss')
+        previous = vgg_arch.VGG_PRETRAIN_PATH
+        vgg_arch.VGG_PRETRAIN_PATH = path
+        try:
+            original(self, layer_name_list, vgg_type, *args, **kwargs)
+        finally:
+            vgg_arch.VGG_PRETRAIN_PATH = previous
+
+    __init__.__wrapped__ = original
+    return __init__
+
+
+def apply_basicsr_fixes():
+    """Patch basicsr (imported here). Idempotent."""
+    if _STATE['basicsr_fixes']:
+        return
+    apply_import_fixes()
+    import basicsr.data
+    import basicsr.train
+    import basicsr.utils.dist_util
+    import basicsr.utils.options
+    from basicsr.archs.vgg_arch import VGGFeatureExtractor
+    from basicsr.models.base_model import BaseModel
+
+    _ORIGINALS.update(
+        init_dist=basicsr.utils.dist_util.init_dist,
+        model_to_device=BaseModel.model_to_device,
+        load_network=BaseModel.load_network,
+        load_resume_state=basicsr.train.load_resume_state,
+        worker_init_fn=basicsr.data.worker_init_fn,
+        vgg_init=VGGFeatureExtractor.__init__)
+    basicsr.utils.dist_util.init_dist = init_dist
+    basicsr.utils.options.init_dist = init_dist  # parse_options imported the name
+    BaseModel.model_to_device = _model_to_device
+    BaseModel.load_network = _wrap_load_network(BaseModel.load_network)
+    basicsr.train.load_resume_state = load_resume_state
+    basicsr.data.worker_init_fn = worker_init_fn
+    VGGFeatureExtractor.__init__ = _wrap_vgg_init(VGGFeatureExtractor.__init__)
+    _STATE['basicsr_fixes'] = True

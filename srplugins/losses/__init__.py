@@ -1,0 +1,7 @@
+"""Losses, registered in LOSS_REGISTRY.
+
+Every `*_loss.py` module here is imported (by absolute name).
+"""
+from srplugins.utils.autoimport import import_suffixed_modules
+
+_modules = import_suffixed_modules(__name__, __file__, '_loss.py')

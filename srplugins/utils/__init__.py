@@ -1,0 +1,1 @@
+"""Helpers shared by scripts and models (no registered classes here)."""

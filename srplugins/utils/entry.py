@@ -1,0 +1,105 @@
+"""What ``srplugins/train.py`` and ``srplugins/test.py`` do around basicsr's unchanged pipelines.
+
+* argv: ``--local-rank`` (torch >= 2.0 ``torch.distributed.launch``) normalised to basicsr's ``--local_rank``;
+  torchrun passes ``LOCAL_RANK`` in the environment and needs nothing.
+* YAML ``dist_params`` (backend, timeout) handed to the CPU-aware ``init_dist`` of :mod:`srplugins.compat`.
+* root_path = the current working directory: ``experiments/``, ``results/`` and ``tb_logger/`` are written there, and
+  relative paths in option files (``dataroot_*``, ``pretrain_network_*``) resolve against it too.
+* After training, the bicubic baseline of every validation set is logged next to the model's figures
+  (``val.bicubic_baseline``, default true for training, false for testing).
+* Distributed runs end with a barrier and ``destroy_process_group`` (basicsr never destroys the group, and gloo ranks
+  occasionally abort at interpreter exit otherwise).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from srplugins import compat
+
+
+def _peek_options(argv):
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt', type=str)
+    known, _ = parser.parse_known_args(argv)
+    if known.opt is None:
+        return None
+    if not osp.isfile(known.opt):
+        raise FileNotFoundError(f'-opt {known.opt}: option file not found (relative paths are resolved against the '
+                                f'current directory {os.getcwd()}).')
+    import yaml
+    from basicsr.utils.options import ordered_yaml
+    with open(known.opt, mode='r', encoding='utf-8') as f:
+        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    if not isinstance(opt, dict):
+        raise ValueError(f'-opt {known.opt}: expected a YAML mapping (BasicSR option file), got {type(opt).__name__}')
+    return opt
+
+
+def _prepare(argv):
+    argv = compat.normalize_local_rank_argv(list(sys.argv[1:] if argv is None else argv))
+    opt = _peek_options(argv)
+    if opt is not None:
+        compat.set_dist_params(opt.get('dist_params'))
+    sys.argv = [sys.argv[0]] + argv  # basicsr's parse_options reads sys.argv
+    return argv
+
+
+class _CaptureOptions:
+    """Wraps ``parse_options`` in a basicsr module to keep the parsed options for the steps after the pipeline."""
+
+    def __init__(self, module):
+        self.module = module
+        self.original = module.parse_options
+        self.opt = None
+
+    def __enter__(self):
+
+        def parse_options(*args, **kwargs):
+            opt, parsed = self.original(*args, **kwargs)
+            self.opt = opt
+            return opt, parsed
+
+        self.module.parse_options = parse_options
+        return self
+
+    def __exit__(self, *exc):
+        self.module.parse_options = self.original
+        return False
+
+
+def _finish_distributed():
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def run_train(argv=None, root_path=None):
+    """Train with ``basicsr.train.train_pipeline``; see the module docstring."""
+    import basicsr.train
+
+    _prepare(argv)
+    root_path = osp.abspath(root_path or os.getcwd())
+    with _CaptureOptions(basicsr.train) as captured:
+        basicsr.train.train_pipeline(root_path)
+    opt = captured.opt
+    if opt is not None and opt.get('rank', 0) == 0 and opt.get('val') and opt['val'].get('bicubic_baseline', True):
+        from srplugins.utils.baseline import log_bicubic_baseline
+        log_bicubic_baseline(opt)
+    _finish_distributed()
+
+
+def run_test(argv=None, root_path=None):
+    """Evaluate with ``basicsr.test.test_pipeline``; see the module docstring."""
+    import basicsr.test
+
+    _prepare(argv)
+    root_path = osp.abspath(root_path or os.getcwd())
+    with _CaptureOptions(basicsr.test) as captured:
+        basicsr.test.test_pipeline(root_path)
+    opt = captured.opt
+    if opt is not None and opt.get('rank', 0) == 0 and opt.get('val') and opt['val'].get('bicubic_baseline', False):
+        from srplugins.utils.baseline import log_bicubic_baseline
+        log_bicubic_baseline(opt)
+    _finish_distributed()

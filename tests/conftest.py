@@ -1,0 +1,126 @@
+"""Shared fixtures: offline pretrained files, the demo dataset, and running the real entry points in a subprocess.
+
+Everything is local: backbone "pretrained" files are random-init torchvision state dicts written to a temporary folder
+named by ``SRPLUGINS_PRETRAINED_DIR``; the demo data comes from scikit-image's bundled photographs.
+"""
+import copy
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+import srplugins  # noqa: F401  (stack fixes + registration before basicsr is used by any test)
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope='session')
+def pretrained_dir(tmp_path_factory):
+    """Empty folder set as ``SRPLUGINS_PRETRAINED_DIR`` for the whole session."""
+    folder = tmp_path_factory.mktemp('pretrained')
+    old = os.environ.get('SRPLUGINS_PRETRAINED_DIR')
+    os.environ['SRPLUGINS_PRETRAINED_DIR'] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop('SRPLUGINS_PRETRAINED_DIR', None)
+    else:
+        os.environ['SRPLUGINS_PRETRAINED_DIR'] = old
+
+
+def _write_torchvision_weights(folder, arch):
+    import torchvision
+
+    from srplugins.utils.pretrained import torchvision_weight_filename
+    path = osp.join(str(folder), torchvision_weight_filename(arch))
+    if not osp.isfile(path):
+        torch.manual_seed(0)
+        net = getattr(torchvision.models, arch)(weights=None)
+        torch.save(net.state_dict(), path + '.tmp')
+        os.replace(path + '.tmp', path)
+    return path
+
+
+@pytest.fixture(scope='session')
+def vgg19_weights(pretrained_dir):
+    """Random-init torchvision vgg19 weights at ``$SRPLUGINS_PRETRAINED_DIR/vgg19-dcbb9e9d.pth``."""
+    return _write_torchvision_weights(pretrained_dir, 'vgg19')
+
+
+@pytest.fixture(scope='session')
+def vgg16_weights(pretrained_dir):
+    """Random-init torchvision vgg16 weights at ``$SRPLUGINS_PRETRAINED_DIR/vgg16-397923af.pth``."""
+    return _write_torchvision_weights(pretrained_dir, 'vgg16')
+
+
+@pytest.fixture(scope='session')
+def alexnet_weights(pretrained_dir):
+    """Random-init torchvision alexnet weights at ``$SRPLUGINS_PRETRAINED_DIR/alexnet-owt-7be5be79.pth``."""
+    return _write_torchvision_weights(pretrained_dir, 'alexnet')
+
+
+@pytest.fixture(scope='session')
+def demo_data():
+    """Absolute path of ``datasets/demo`` in the repository, built (idempotently) by scripts/make_demo_data.py."""
+    sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))
+    try:
+        import make_demo_data
+    finally:
+        sys.path.pop(0)
+    return make_demo_data.build(osp.join(REPO_ROOT, 'datasets', 'demo'), verbose=False)
+
+
+def load_option(path):
+    """An option file as a plain dict (``path`` relative to the repository root or absolute)."""
+    with open(osp.join(REPO_ROOT, path), encoding='utf-8') as f:
+        return yaml.safe_load(f)
+
+
+def _subprocess_env(extra_env=None):
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO_ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env['PYTHONUNBUFFERED'] = '1'
+    if extra_env:
+        env.update(extra_env)
+    return env
+
+
+def write_option(opt, folder, filename='opt.yml'):
+    """Write an option dict as YAML into ``folder`` and return the path."""
+    path = osp.join(str(folder), filename)
+    with open(path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(copy.deepcopy(opt), f, sort_keys=False)
+    return path
+
+
+@pytest.fixture
+def run_train():
+    """Run ``python srplugins/train.py -opt <opt> [extra args]`` in a subprocess with ``cwd=tmp_path``.
+
+    ``opt`` is an option file path or a dict (written to ``tmp_path/opt.yml``). Relative ``dataroot_*`` paths resolve
+    against ``tmp_path``: pass absolute paths (e.g. from the ``demo_data`` fixture). Returns the CompletedProcess
+    (stdout and stderr merged in ``.stdout``).
+    """
+
+    def _run(opt, tmp_path, extra_args=(), launcher=None, timeout=900, env=None, script='train.py'):
+        opt_path = write_option(opt, tmp_path) if isinstance(opt, dict) else opt
+        cmd = [sys.executable]
+        if launcher is not None:
+            cmd += list(launcher)
+        cmd += [osp.join(REPO_ROOT, 'srplugins', script), '-opt', str(opt_path)] + list(extra_args)
+        return subprocess.run(
+            cmd,
+            cwd=str(tmp_path),
+            env=_subprocess_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout)
+
+    return _run

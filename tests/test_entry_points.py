@@ -1,0 +1,181 @@
+"""The real entry points in subprocesses: CPU training, exact resume, 2-process DDP (launch and torchrun), demo."""
+import os
+import os.path as osp
+import re
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import REPO_ROOT, load_option, write_option
+
+
+def _tiny_paired_data(folder, scale=2, num=4, size=32):
+    """num HR images of size x size and their bicubic LR (deterministic content)."""
+    rng = np.random.default_rng(0)
+    for sub in ('HR', 'LR'):
+        os.makedirs(osp.join(folder, sub), exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i in range(num):
+        base = (np.sin(xx / (2 + i)) + np.cos(yy / (3 + i))) * 60 + 128
+        img = np.clip(np.stack([base, base[::-1], base.T], axis=2) + rng.normal(0, 8, (size, size, 3)), 0, 255)
+        img = img.astype(np.uint8)
+        cv2.imwrite(osp.join(folder, 'HR', f'{i:03d}.png'), img)
+        lr = cv2.resize(img, (size // scale, size // scale), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(osp.join(folder, 'LR', f'{i:03d}.png'), lr)
+    return folder
+
+
+def _tiny_option(data, name, total_iter, scale=2):
+    dataset = {
+        'type': 'PairedImageDataset',
+        'dataroot_gt': osp.join(data, 'HR'),
+        'dataroot_lq': osp.join(data, 'LR'),
+        'filename_tmpl': '{}',
+        'io_backend': {
+            'type': 'disk'
+        },
+    }
+    return {
+        'name': name,
+        'model_type': 'SRModel',
+        'scale': scale,
+        'num_gpu': 0,
+        'manual_seed': 10,
+        'datasets': {
+            # gt_size = image size and no flips: the data is deterministic, so a resumed run must equal a straight one
+            'train': dict(dataset, name='tiny', gt_size=32, use_hflip=False, use_rot=False, num_worker_per_gpu=0,
+                          batch_size_per_gpu=2, dataset_enlarge_ratio=1, prefetch_mode=None),
+            'val': dict(dataset, name='tiny_val'),
+        },
+        'network_g': {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+                      'upscale': scale},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {
+            'ema_decay': 0.9,
+            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.99]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [3], 'gamma': 0.5},
+            'total_iter': total_iter,
+            'warmup_iter': -1,
+            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+        },
+        'val': {'val_freq': 2, 'save_img': False,
+                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False,
+                   'wandb': {'project': None, 'resume_id': None}},
+        'dist_params': {'backend': 'gloo', 'port': 29500},
+    }
+
+
+def _load(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def _assert_state_equal(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(a[key], b[key]), key
+        elif isinstance(a[key], dict):
+            _assert_state_equal(a[key], b[key])
+        else:
+            assert a[key] == b[key], key
+
+
+def test_train_then_auto_resume_continues_exactly(tmp_path, run_train):
+    data = _tiny_paired_data(str(tmp_path / 'data'))
+    straight = tmp_path / 'straight'
+    resumed = tmp_path / 'resumed'
+    straight.mkdir()
+    resumed.mkdir()
+    # straight run: 4 iterations
+    proc = run_train(_tiny_option(data, 'tiny_sr', 4), straight)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    # interrupted run: 2 iterations, then --auto_resume up to 4
+    proc = run_train(_tiny_option(data, 'tiny_sr', 2), resumed)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    exp = resumed / 'experiments' / 'tiny_sr'
+    saved_state = _load(exp / 'training_states' / '2.state')
+    saved_net = _load(exp / 'models' / 'net_g_2.pth')
+    proc = run_train(_tiny_option(data, 'tiny_sr', 4), resumed, extra_args=['--auto_resume'])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'Resuming training from epoch: ' in proc.stdout and 'iter: 2.' in proc.stdout
+    assert re.search(r'iter:\s+3, lr:', proc.stdout), proc.stdout[-3000:]
+    assert not re.search(r'iter:\s+1, lr:', proc.stdout)
+    assert not any(p.name.startswith('tiny_sr_archived') for p in (resumed / 'experiments').iterdir())
+    # the state files kept what was saved, and the resumed run equals the straight run bit for bit
+    _assert_state_equal(_load(exp / 'training_states' / '2.state'), saved_state)
+    _assert_state_equal(_load(exp / 'models' / 'net_g_2.pth'), saved_net)
+    for name in ('net_g_4.pth', 'net_g_latest.pth'):
+        _assert_state_equal(_load(exp / 'models' / name), _load(straight / 'experiments' / 'tiny_sr' / 'models' / name))
+    _assert_state_equal(
+        _load(exp / 'training_states' / '4.state'),
+        _load(straight / 'experiments' / 'tiny_sr' / 'training_states' / '4.state'))
+
+
+def test_auto_resume_without_states_warns(tmp_path, run_train):
+    data = _tiny_paired_data(str(tmp_path / 'data'))
+    proc = run_train(_tiny_option(data, 'tiny_fresh', 1), tmp_path, extra_args=['--auto_resume'])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'no training state' in proc.stdout
+    assert (tmp_path / 'experiments' / 'tiny_fresh' / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_missing_option_file_is_a_clear_error(tmp_path, run_train):
+    proc = run_train(str(tmp_path / 'nope.yml'), tmp_path)
+    assert proc.returncode != 0
+    assert 'nope.yml' in proc.stdout and 'option file not found' in proc.stdout
+
+
+@pytest.mark.parametrize('launcher', ['launch', 'torchrun'])
+def test_two_process_cpu_ddp(tmp_path, run_train, launcher):
+    """2 processes on CPU (gloo) through the real launchers: trains, validates, rank 0 writes checkpoints."""
+    if torch.cuda.is_available():
+        pytest.skip('CPU distributed test')
+    data = _tiny_paired_data(str(tmp_path / 'data'))
+    opt = _tiny_option(data, f'tiny_ddp_{launcher}', 2)
+    opt['num_gpu'] = 'auto'
+    port = str(29650 + (os.getpid() % 200) + (0 if launcher == 'launch' else 1))
+    if launcher == 'launch':
+        prefix = ['-m', 'torch.distributed.launch', '--nproc_per_node=2', f'--master_port={port}']
+    else:
+        prefix = ['-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}']
+    proc = run_train(opt, tmp_path, extra_args=['--launcher', 'pytorch'], launcher=prefix)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert 'World size (gpu number): 2' in proc.stdout
+    assert 'Validation tiny_val' in proc.stdout
+    assert 'Bicubic baseline on tiny_val' in proc.stdout
+    models = tmp_path / 'experiments' / opt['name'] / 'models'
+    assert sorted(p.name for p in models.iterdir()) == ['net_g_2.pth', 'net_g_latest.pth']
+
+
+def test_demo_smoke(tmp_path, run_train, demo_data):
+    """A few iterations of the README demo recipe; the log ends with model and bicubic figures."""
+    os.symlink(osp.join(REPO_ROOT, 'datasets'), tmp_path / 'datasets')
+    opt = load_option('options/demo/demo_MSRResNet_x2.yml')
+    opt['train']['total_iter'] = 4
+    opt['val']['val_freq'] = 4
+    opt['logger']['print_freq'] = 2
+    opt['datasets']['train']['num_worker_per_gpu'] = 0
+    proc = run_train(write_option(opt, tmp_path), tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    tail = proc.stdout[proc.stdout.rindex('Validation demo_val'):]
+    assert re.search(r'# psnr: \d+\.\d+', tail)
+    assert re.search(r'Bicubic baseline on demo_val .*\n\s+# psnr: \d+\.\d+\s+# ssim: 0\.\d+', tail)
+
+
+def test_console_module_entry(tmp_path):
+    """``python -m srplugins.train -h`` shows basicsr's options (the module entry point works)."""
+    import subprocess
+    from tests.conftest import _subprocess_env
+    proc = subprocess.run([sys.executable, '-m', 'srplugins.train', '-h'],
+                          cwd=str(tmp_path),
+                          env=_subprocess_env(),
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    assert '--auto_resume' in proc.stdout and '--launcher' in proc.stdout
