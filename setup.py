@@ -46,12 +46,14 @@ setup(
     extras_require={
         'wavelets': ['pytorch_wavelets>=1.3.0', 'PyWavelets'],
         'face': ['facexlib>=0.2.5'],
+        'safetensors': ['safetensors'],
         'test': ['pytest>=7', 'scikit-image', 'flake8', 'isort', 'yapf'],
     },
     entry_points={
         'console_scripts': [
             'srplugins-train = srplugins.train:main',
             'srplugins-test = srplugins.test:main',
+            'srplugins-infer = srplugins.utils.inference:main',
         ],
     },
     zip_safe=False,

@@ -1,0 +1,78 @@
+"""scripts/evaluate.py: the report holds the right numbers for images with a known PSNR, and the figure is written."""
+import csv
+import importlib.util
+import math
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location('evaluate_script', osp.join(ROOT, 'scripts', 'evaluate.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_numbers_and_figure(tmp_path, alexnet_weights):
+    pytest.importorskip('matplotlib')
+    rng = np.random.default_rng(0)
+    gt_dir, sr_dir, lr_dir, same_dir = (tmp_path / n for n in ('gt', 'sr', 'lr', 'same'))
+    for d in (gt_dir, sr_dir, lr_dir, same_dir):
+        d.mkdir()
+    offsets = {'a': 5, 'b': 10}
+    for stem, offset in offsets.items():
+        # gray GT (B = G = R = v): Y = 16 + 219 v / 255, so an offset d in every channel shifts Y by 219 d / 255
+        v = rng.integers(20, 200, (48, 40), dtype=np.uint8)
+        gt = np.repeat(v[..., None], 3, axis=2)
+        cv2.imwrite(str(gt_dir / f'{stem}.png'), gt)
+        cv2.imwrite(str(sr_dir / f'{stem}_MyMethod.png'), gt + offset)  # basicsr's <stem>_<suffix>.png naming
+        cv2.imwrite(str(same_dir / f'{stem}.png'), gt)
+        cv2.imwrite(str(lr_dir / f'{stem}.png'), cv2.resize(gt, (10, 12), interpolation=cv2.INTER_AREA))
+
+    out = tmp_path / 'report'
+    code = _script().main(['--gt', str(gt_dir), '--lr', str(lr_dir), '--sr', f'Offset={sr_dir}',
+                           '--sr', f'Same={same_dir}', '--scale', '4', '--dataset', 'toy', '-o', str(out),
+                           '--name', 'toy', '--crop_size', '16'])
+    assert code == 0
+
+    with open(out / 'toy.csv') as f:
+        rows = list(csv.DictReader(f))
+    by_key = {(r['method'], r['image']): r for r in rows}
+    for stem, offset in offsets.items():
+        expected = 20 * math.log10(255. / (219. * offset / 255.))
+        assert float(by_key[('Offset', stem)]['psnr']) == pytest.approx(expected, abs=1e-4)
+        assert float(by_key[('Same', stem)]['lpips']) == pytest.approx(0, abs=1e-6)
+        assert float(by_key[('Same', stem)]['ssim']) == pytest.approx(1, abs=1e-9)
+        assert ('Bicubic', stem) in by_key
+    mean = (20 * math.log10(255. / (219. * 5 / 255.)) + 20 * math.log10(255. / (219. * 10 / 255.))) / 2
+    assert float(by_key[('Offset', 'AVERAGE')]['psnr']) == pytest.approx(mean, abs=1e-4)
+    assert float(by_key[('Same', 'AVERAGE')]['psnr']) == pytest.approx(float('inf')) or \
+        float(by_key[('Same', 'AVERAGE')]['psnr']) > 100
+
+    markdown = (out / 'toy.md').read_text()
+    assert '| Offset | 2 | ' + f'{mean:.2f}' in markdown and '![comparison](toy_comparison.png)' in markdown
+    figure = cv2.imread(str(out / 'toy_comparison.png'))
+    assert figure is not None and figure.shape[0] > 100 and figure.shape[1] > 300
+
+
+def test_option_file_mode_reads_basicsr_visualization_folders(tmp_path, monkeypatch):
+    gt_dir = tmp_path / 'Set' / 'HR'
+    vis = tmp_path / 'results' / 'exp_x2' / 'visualization' / 'Toy'
+    gt_dir.mkdir(parents=True)
+    vis.mkdir(parents=True)
+    gt = np.full((16, 16, 3), 100, np.uint8)
+    cv2.imwrite(str(gt_dir / 'img.png'), gt)
+    cv2.imwrite(str(vis / 'img_exp_x2.png'), gt + 4)  # basicsr names test images <stem>_<experiment name>.png
+    (tmp_path / 'test.yml').write_text('name: exp_x2\nscale: 2\ndatasets:\n  test_1:\n    name: Toy\n'
+                                       f'    type: PairedImageDataset\n    dataroot_gt: {gt_dir}\n')
+    monkeypatch.chdir(tmp_path)
+    assert _script().main(['--opt', 'test.yml', '--metrics', 'psnr', '--no_figure', '-o', 'rep']) == 0
+    with open(tmp_path / 'rep' / 'report.csv') as f:
+        rows = {(r['dataset'], r['method'], r['image']): r for r in csv.DictReader(f)}
+    expected = 20 * math.log10(255. / (219. * 4 / 255.))
+    assert float(rows[('Toy', 'exp_x2', 'img')]['psnr']) == pytest.approx(expected, abs=1e-4)
