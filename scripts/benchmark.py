@@ -1,0 +1,189 @@
+"""Benchmarks for srplugins.
+
+Subcommands:
+    degradation  Throughput (images/s) of the BSRGAN degradation on HR patches (default 288x288, x4), ours and, when
+                 --kair_root points at a KAIR checkout, KAIR's reference ``utils_blindsr`` side by side.
+    fidelity     Statistical fidelity of our BSRGAN degradation against KAIR's: mean / std over N seeded samples of
+                 PSNR(bicubic-upsampled LQ, HQ) on the same HR crop (scikit-image's bundled sample photo).
+
+KAIR is imported with two compatibility patches for SciPy >= 1.14 (``np.finfo`` for ``scipy.finfo``;
+``RectBivariateSpline(kx=1, ky=1)`` for ``interp2d``) and stub matplotlib modules when matplotlib is missing. KAIR is
+never copied; point --kair_root at a checkout (``git clone https://github.com/cszn/KAIR``).
+
+Examples:
+    python scripts/benchmark.py degradation --num 100 --kair_root /tmp/KAIR
+    python scripts/benchmark.py fidelity --num 200 --kair_root /tmp/KAIR
+"""
+import argparse
+import math
+import numpy as np
+import os
+import os.path as osp
+import random
+import sys
+import time
+import types
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from srplugins.ops.bsrgan_degradation import degradation_bsrgan, degradation_bsrgan_plus  # noqa: E402
+
+
+def load_kair(kair_root):
+    """Import KAIR's ``utils.utils_blindsr`` from a checkout with the SciPy >= 1.14 patches; None if impossible."""
+    if not kair_root:
+        return None
+    if not osp.isfile(osp.join(kair_root, 'utils', 'utils_blindsr.py')):
+        raise FileNotFoundError(f'--kair_root {kair_root!r} has no utils/utils_blindsr.py (expected a KAIR checkout)')
+    import scipy
+    import scipy.interpolate as interpolate
+
+    class _Interp2dLinear:
+        """Drop-in for the removed ``interp2d(x, y, z, kind='linear')`` on rectangular grids."""
+
+        def __init__(self, x, y, z):
+            self.spline = interpolate.RectBivariateSpline(y, x, z, kx=1, ky=1, s=0)
+
+        def __call__(self, x_new, y_new):
+            return self.spline(y_new, x_new)
+
+    scipy.finfo = np.finfo
+    interpolate.interp2d = _Interp2dLinear
+    try:
+        import matplotlib.pyplot  # noqa: F401
+    except ImportError:  # KAIR's utils_image imports matplotlib only for plotting helpers
+        for name in ('matplotlib', 'matplotlib.pyplot', 'mpl_toolkits', 'mpl_toolkits.mplot3d'):
+            sys.modules.setdefault(name, types.ModuleType(name))
+        sys.modules['mpl_toolkits.mplot3d'].Axes3D = None
+    sys.path.insert(0, kair_root)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        from utils import utils_blindsr
+    utils_blindsr.interp2d = _Interp2dLinear
+    return utils_blindsr
+
+
+def hr_crop(name, size):
+    """Centre crop ``size`` x ``size`` of a scikit-image sample photo as float32 RGB in [0, 1]."""
+    try:
+        from skimage import data
+    except ImportError as error:
+        raise ImportError('the benchmark uses scikit-image sample photos: pip install scikit-image') from error
+    img = getattr(data, name)()
+    if img.ndim != 3 or img.shape[0] < size or img.shape[1] < size:
+        raise ValueError(f'skimage.data.{name} ({img.shape}) is not an RGB image of at least {size}x{size}')
+    top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+    return np.ascontiguousarray(img[top:top + size, left:left + size, :3]).astype(np.float32) / 255.0
+
+
+def psnr_bicubic_up(lq, hq):
+    """PSNR of OpenCV-bicubic-upsampled LQ vs HQ on 8-bit RGB (peak 255, no border shave)."""
+    import cv2
+    up = cv2.resize(lq, (hq.shape[1], hq.shape[0]), interpolation=cv2.INTER_CUBIC)
+    a = np.round(np.clip(up, 0, 1) * 255).astype(np.float64)
+    b = np.round(np.clip(hq, 0, 1) * 255).astype(np.float64)
+    mse = np.mean((a - b)**2)
+    return float('inf') if mse == 0 else 20 * math.log10(255.0 / math.sqrt(mse))
+
+
+def _ours(args):
+    if args.plus:
+        return lambda img, i: degradation_bsrgan_plus(
+            img, args.scale, args.shuffle_prob, args.use_sharp, args.lq_size, rng=np.random.default_rng([args.seed, i]))
+    return lambda img, i: degradation_bsrgan(img, args.scale, args.lq_size, rng=np.random.default_rng([args.seed, i]))
+
+
+def _kair(args, kair):
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    if args.plus:
+        return lambda img, i: kair.degradation_bsrgan_plus(
+            img, args.scale, args.shuffle_prob, args.use_sharp, args.lq_size)
+    return lambda img, i: kair.degradation_bsrgan(img, args.scale, args.lq_size)
+
+
+def _run(fn, img, num):
+    psnrs, start = [], time.perf_counter()
+    for i in range(num):
+        lq, hq = fn(img, i)
+        psnrs.append(psnr_bicubic_up(lq, hq))
+    return time.perf_counter() - start, np.array(psnrs)
+
+
+def _timed(fn, img, num):
+    start = time.perf_counter()
+    for i in range(num):
+        fn(img, i)
+    return time.perf_counter() - start
+
+
+def cmd_degradation(args):
+    kair = load_kair(args.kair_root)
+    rng = np.random.default_rng(args.seed)
+    img = rng.random((args.hr_size, args.hr_size, 3), dtype=np.float32) if args.image == 'random' else hr_crop(
+        args.image, args.hr_size)
+    name = 'bsrgan_plus' if args.plus else 'bsrgan'
+    print(f'{name} degradation, HR {args.hr_size}x{args.hr_size}, x{args.scale}, LQ {args.lq_size}, '
+          f'{args.num} samples, OpenCV threads {_cv2_threads()}, image {args.image}')
+    rows = [('ours (per-sample, numpy/OpenCV)', _timed(_ours(args), img, args.num))]
+    if kair is not None:
+        rows.append(('KAIR utils_blindsr (patched)', _timed(_kair(args, kair), img, args.num)))
+    for label, seconds in rows:
+        print(f'  {label:34s} {args.num / seconds:8.1f} images/s  ({1000 * seconds / args.num:.1f} ms/image)')
+    if kair is not None:
+        print(f'  speed-up ours / KAIR: {rows[1][1] / rows[0][1]:.2f}x')
+
+
+def cmd_fidelity(args):
+    kair = load_kair(args.kair_root)
+    img = hr_crop(args.image, args.hr_size)
+    print(f'PSNR(bicubic-up LQ, HQ) over {args.num} samples of skimage.data.{args.image} centre crop '
+          f'{args.hr_size}x{args.hr_size}, x{args.scale}, LQ {args.lq_size}, seed {args.seed}')
+    results = {'ours': _run(_ours(args), img, args.num)}
+    if kair is not None:
+        results['KAIR'] = _run(_kair(args, kair), img, args.num)
+    for label, (seconds, psnr) in results.items():
+        print(f'  {label:5s} mean {psnr.mean():6.2f} dB  std {psnr.std():5.2f} dB  min {psnr.min():6.2f}  '
+              f'max {psnr.max():6.2f}  ({1000 * seconds / args.num:.1f} ms/sample incl. PSNR)')
+    if kair is not None:
+        d_mean = results['ours'][1].mean() - results['KAIR'][1].mean()
+        d_std = results['ours'][1].std() - results['KAIR'][1].std()
+        ok = abs(d_mean) <= 0.3 and abs(d_std) <= 0.2
+        print(f'  difference ours - KAIR: mean {d_mean:+.3f} dB, std {d_std:+.3f} dB -> '
+              f'{"PASS" if ok else "FAIL"} (|mean| <= 0.3, |std| <= 0.2)')
+        return 0 if ok else 1
+    return 0
+
+
+def _cv2_threads():
+    import cv2
+    return cv2.getNumThreads()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+    for name, helptext in (('degradation', 'BSRGAN degradation throughput'),
+                           ('fidelity', 'BSRGAN degradation PSNR statistics vs KAIR')):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument('--kair_root', default=os.environ.get('KAIR_ROOT'),
+                       help='KAIR checkout to compare against (default: $KAIR_ROOT; omitted: ours only)')
+        p.add_argument('--num', type=int, default=200 if name == 'fidelity' else 100, help='number of samples')
+        p.add_argument('--scale', type=int, default=4, choices=(2, 3, 4))
+        p.add_argument('--hr_size', type=int, default=288, help='HR patch side (default 288)')
+        p.add_argument('--lq_size', type=int, default=72, help='LQ patch side (default 72)')
+        p.add_argument('--seed', type=int, default=0)
+        p.add_argument('--image', default='astronaut' if name == 'fidelity' else 'random',
+                       help="skimage.data photo name, or 'random' noise (degradation only)")
+        p.add_argument('--plus', action='store_true', help='BSRGAN+ (degradation_bsrgan_plus) instead of BSRGAN')
+        p.add_argument('--shuffle_prob', type=float, default=0.5, help='BSRGAN+ full-shuffle probability')
+        p.add_argument('--use_sharp', action='store_true', help='BSRGAN+ USM sharpening')
+    args = parser.parse_args(argv)
+    if args.hr_size < args.lq_size * args.scale:
+        parser.error(f'--hr_size ({args.hr_size}) must be >= lq_size*scale ({args.lq_size * args.scale})')
+    return {'degradation': cmd_degradation, 'fidelity': cmd_fidelity}[args.command](args) or 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
