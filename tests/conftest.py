@@ -17,7 +17,8 @@ import srplugins  # noqa: F401  (stack fixes + registration before basicsr is us
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one thread: the tests use tiny tensors, where extra threads only add overhead (and thrash on a busy machine)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope='session')

@@ -1,0 +1,122 @@
+"""Run the whole DASR pipeline (DSN -> generation -> SR) on the embedded demo data, on CPU, in a few minutes.
+
+The demo has no real-world LR set, so it makes a synthetic "real" domain: the x4 bicubic LR images of one half of
+the demo training photographs are degraded with a Gaussian blur, Gaussian noise and JPEG compression (a fixed,
+seeded pipeline). The other half of the training photographs is the clean HR target domain, so the two domains stay
+unpaired, as DASR requires. The held-out validation photographs get the same degradation for the paired checks.
+
+Steps (each can be skipped with ``--skip``):
+
+1. ``data``: ``datasets/demo`` (scripts/make_demo_data.py) and ``datasets/demo/dasr/{source_lr,target_hr,val_lr}``;
+2. ``dsn``: ``srplugins/train.py -opt options/demo/demo_DASR_DSN_x4.yml``;
+3. ``generate``: ``scripts/dasr_generate_data.py`` -> ``datasets/demo/dasr/generated/{lq,ddm}``;
+4. ``sr``: ``srplugins/train.py -opt options/demo/demo_DASR_SR_x4.yml``.
+
+The LPIPS terms need torchvision's AlexNet ImageNet weights ``alexnet-owt-7be5be79.pth`` offline
+(``$SRPLUGINS_PRETRAINED_DIR``, ``experiments/pretrained_models/`` or the torch.hub cache). Without that file the
+demo warns and switches the LPIPS terms off (``--force_yml train:perceptual_opt=~``) unless ``--require-lpips``.
+
+Usage::
+
+    python scripts/dasr_demo.py                 # everything
+    python scripts/dasr_demo.py --only data     # just build the synthetic domain
+"""
+import argparse
+import hashlib
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join('datasets', 'demo')
+DASR = osp.join(DEMO, 'dasr')
+STEPS = ('data', 'dsn', 'generate', 'sr')
+
+
+def degrade_real(img, seed):
+    """Synthetic real-world degradation of an RGB uint8 ``(H, W, 3)`` LR image: Gaussian blur (sigma 0.8),
+    Gaussian noise (sigma 6/255, per channel) and JPEG (quality 50), seeded by ``seed``. Returns uint8 RGB."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    out = cv2.GaussianBlur(img.astype(np.float32) / 255., (0, 0), 0.8)
+    out = np.clip(out + rng.normal(0, 6 / 255., out.shape).astype(np.float32), 0, 1)
+    out = np.round(out * 255).astype(np.uint8)
+    ok, buf = cv2.imencode('.jpg', out[..., ::-1], [int(cv2.IMWRITE_JPEG_QUALITY), 50])
+    if not ok:
+        raise OSError('JPEG encoding failed')
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+
+
+def _seed(name):
+    return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+
+
+def build_domains(root=ROOT):
+    """Creates the synthetic source (real LR) / target (HR) domains and the degraded validation LR."""
+    sys.path.insert(0, osp.join(root, 'scripts'))
+    import cv2
+    import make_demo_data
+    demo = osp.join(root, DEMO)
+    make_demo_data.build(demo, verbose=False)
+    train_hr = sorted(f for f in os.listdir(osp.join(demo, 'train', 'HR')) if f.endswith('.png'))
+    # alternate photos between the domains (the clean HR target gets the first, colourful one: astronaut)
+    target, source = train_hr[0::2], train_hr[1::2]
+    dasr = osp.join(root, DASR)
+    for sub in ('source_lr', 'target_hr', 'val_lr'):
+        shutil.rmtree(osp.join(dasr, sub), ignore_errors=True)
+        os.makedirs(osp.join(dasr, sub))
+    for name in source:
+        lr = cv2.imread(osp.join(demo, 'train', 'LR_bicubic', 'X4', name))[..., ::-1]
+        cv2.imwrite(osp.join(dasr, 'source_lr', name), degrade_real(lr, _seed(name))[..., ::-1])
+    for name in target:
+        shutil.copyfile(osp.join(demo, 'train', 'HR', name), osp.join(dasr, 'target_hr', name))
+    for name in sorted(os.listdir(osp.join(demo, 'val', 'LR_bicubic', 'X4'))):
+        lr = cv2.imread(osp.join(demo, 'val', 'LR_bicubic', 'X4', name))[..., ::-1]
+        cv2.imwrite(osp.join(dasr, 'val_lr', name), degrade_real(lr, _seed('val/' + name))[..., ::-1])
+    print(f'source (real LR) domain: {source}; target (HR) domain: {target}')
+
+
+def _run(cmd):
+    print('+', ' '.join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Run the DASR demo pipeline on CPU.')
+    parser.add_argument('--only', choices=STEPS, action='append', help='run only these steps')
+    parser.add_argument('--skip', choices=STEPS, action='append', default=[], help='skip these steps')
+    parser.add_argument('--require-lpips', action='store_true', help='fail instead of dropping LPIPS when '
+                        'alexnet-owt-7be5be79.pth is not available offline')
+    args = parser.parse_args(argv)
+    steps = [s for s in (args.only or STEPS) if s not in args.skip]
+    py = sys.executable
+    extra = []
+    if 'dsn' in steps or 'sr' in steps:
+        sys.path.insert(0, ROOT)
+        from srplugins.utils.pretrained import resolve_pretrained
+        try:
+            resolve_pretrained('alexnet-owt-7be5be79.pth', 'LPIPS-alex backbone')
+        except FileNotFoundError as err:
+            if args.require_lpips:
+                raise
+            print(f'WARNING: {err}\nRunning the demo without the LPIPS terms.', flush=True)
+            extra = ['--force_yml', 'train:perceptual_opt=~']
+    if 'data' in steps:
+        build_domains()
+    if 'dsn' in steps:
+        _run([py, 'srplugins/train.py', '-opt', 'options/demo/demo_DASR_DSN_x4.yml'] + extra)
+    if 'generate' in steps:
+        out = osp.join(DASR, 'generated')
+        shutil.rmtree(osp.join(ROOT, out), ignore_errors=True)
+        _run([py, 'scripts/dasr_generate_data.py', '--checkpoint', 'experiments/demo_DASR_DSN_x4/models/dsn_latest.pth',
+              '--hr', osp.join(DASR, 'target_hr'), '--out', out, '--device', 'cpu'])
+    if 'sr' in steps:
+        _run([py, 'srplugins/train.py', '-opt', 'options/demo/demo_DASR_SR_x4.yml'] + extra)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,280 @@
+"""DASR step 2: generate the LR training set and the domain-distance maps with a trained down-sampling network.
+
+For every HR image of ``--hr`` (the clean target domain): mod-crop to the scale, run the DSN generator ``G_d``
+(tiled, so 2K images fit in memory) to get the generated LR ``y^g``, run the DSN discriminator ``D_y`` on it and turn
+its probabilities into the domain-distance map
+
+    ddm = avg_pool2d(sigmoid(D_y(y^g)), 17, stride 1, pad 8, count_include_pad=False)
+
+(official ``receptive_cal.getWeights`` for the 5x5-conv FSD discriminator; higher = closer to the real-LR domain).
+Writes ``<out>/lq/<stem>.png`` (rounded to 8 bit) and ``<out>/ddm/<stem>.npy`` (float32, shape (1, 1, h, w), at the
+discriminator's output resolution: LR size for gau / avg_pool / rgb, LR/2 for wavelet). Files are paired by stem and
+the folders are checked at the end; ``DASRPairedDataset`` reads them.
+
+Checkpoints: ``experiments/<name>/models/dsn_<iter>.pth`` written by ``DASRDownsamplerModel`` (carries every network
+option), or an official DASR DSN checkpoint (``*.tar`` with ``model_g_state_dict`` / ``models_d_state_dict``); for
+the latter the discriminator options are inferred from the keys and the recorded ``fs_type`` / ``fs_kernel_size`` /
+``D_type``, and can be overridden with ``--filter`` / ``--norm`` / ``--d-arch`` / ``--kernel-size`` /
+``--cat-or-sum``.
+
+Example:
+    python scripts/dasr_generate_data.py --checkpoint experiments/DASR_DSN_AIM2019/models/dsn_latest.pth \\
+        --hr datasets/AIM2019/DIV2K_train_HR --out datasets/AIM2019/DASR_generated
+"""
+import argparse
+import os
+import os.path as osp
+import re
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import srplugins  # noqa: E402,F401  (applies the stack fixes before basicsr is imported)
+from srplugins.archs.dasr_arch import DASRDownsampler, DASRFSDiscriminator  # noqa: E402
+from srplugins.data.dasr_dataset import index_by_stem, list_images, pair_by_stem, read_image_rgb  # noqa: E402
+from srplugins.ops.frequency import fsd_receptive_field, receptive_field_average  # noqa: E402
+
+BUNDLE_FORMAT = 'srplugins.DASR.dsn.v1'
+
+
+def _strip_module(state_dict):
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in state_dict.items()}
+
+
+def infer_generator_config(state_dict):
+    """``DASRDownsampler`` options from an official ``De_resnet`` / ``Generator`` state dict."""
+    blocks = {int(m.group(1)) for k in state_dict for m in [re.match(r'res_blocks\.(\d+)\.', k)] if m}
+    downs = {int(m.group(1)) for k in state_dict for m in [re.match(r'down_sample\.(\d+)\.', k)] if m}
+    scale = {0: 1, 1: 2, 2: 4}[len([i for i in downs if i % 2 == 0])]
+    return dict(type='DASRDownsampler', num_in_ch=state_dict['block_input.0.weight'].shape[1],
+                num_out_ch=state_dict['block_output.weight'].shape[0],
+                num_feat=state_dict['block_input.0.weight'].shape[0], num_block=len(blocks), scale=scale)
+
+
+def infer_discriminator_config(state_dict, fs_type=None, kernel_size=None, d_type=None):
+    """``DASRFSDiscriminator`` options from an official DSN discriminator state dict.
+
+    The keys tell the filter (Gaussian key -> gau, ``DWT2.*`` -> wavelet), the norm (BatchNorm running statistics ->
+    batch), the body (``net.net`` -> fsd, ``net.model`` -> nld) and the wavelet band combination (first conv input
+    channels). Values that keys cannot tell (avg_pool vs rgb, nld_s1 vs nld_s2) come from the recorded
+    ``fs_type`` / ``D_type`` of the checkpoint or the arguments.
+    """
+    keys = list(state_dict)
+    gauss_key = 'filter.filter_low.filter.gaussian_filter.weight'
+    if gauss_key in state_dict:
+        filter_type = 'gau'
+        kernel_size = state_dict[gauss_key].shape[-1]
+    elif any(k.startswith('DWT2.') for k in keys):
+        filter_type = 'wavelet'
+    else:
+        filter_type = (fs_type or 'avg_pool').lower()
+        if filter_type not in ('avg_pool', 'rgb'):
+            raise ValueError(f'The discriminator state dict has neither a Gaussian nor a wavelet key, so its filter '
+                             f'is avg_pool or rgb (--no_highpass); got fs_type {fs_type!r}. Pass --filter.')
+    norm = 'batch' if any(k.endswith('running_mean') for k in keys) else 'instance'
+    if any(k.startswith('net.net.') for k in keys):
+        d_arch, first = 'fsd', 'net.net.0.weight'
+    elif any(k.startswith('net.model.') for k in keys):
+        d_arch, first = (d_type or 'nld_s2').lower(), 'net.model.0.weight'
+        if d_arch not in ('nld_s1', 'nld_s2'):
+            raise ValueError(f'net.model.* keys mean nld_s1 or nld_s2, got D_type {d_type!r}. Pass --d-arch.')
+    else:
+        raise ValueError('Not a DASR DSN discriminator state dict: no net.net.* or net.model.* keys.')
+    in_ch = state_dict[first].shape[1]
+    cat_or_sum = 'cat'
+    num_in_ch = in_ch
+    if filter_type == 'wavelet':
+        cat_or_sum = 'cat' if in_ch % 3 == 0 and in_ch >= 9 else 'sum'
+        num_in_ch = in_ch // 3 if cat_or_sum == 'cat' else in_ch
+    return dict(type='DASRFSDiscriminator', num_in_ch=num_in_ch, filter_type=filter_type,
+                kernel_size=int(kernel_size or 5), cat_or_sum=cat_or_sum, norm=norm, d_arch=d_arch,
+                num_feat=state_dict[first].shape[0])
+
+
+def _build(opt, registry_cls):
+    opt = dict(opt)
+    opt.pop('type', None)
+    return registry_cls(**opt)
+
+
+def load_dsn(path, overrides=None, device='cpu'):
+    """Loads a DSN checkpoint (srplugins bundle or official ``.tar``).
+
+    Args:
+        path (str): Checkpoint file.
+        overrides (dict | None): Discriminator options that replace the stored / inferred ones.
+        device (str | torch.device): Target device.
+
+    Returns:
+        tuple: ``(net_g, net_d, info)``; both networks in eval mode; ``info`` holds the two option dicts.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'--checkpoint: {path} does not exist (expected models/dsn_<iter>.pth written by '
+                                'DASRDownsamplerModel, or an official DASR DSN .tar).')
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(ckpt, dict) and ckpt.get('format') == BUNDLE_FORMAT:
+        g_opt, d_opt = dict(ckpt['network_g']), dict(ckpt['network_d'])
+        g_sd, d_sd = ckpt['params_g'], ckpt['params_d']
+    elif isinstance(ckpt, dict) and 'model_g_state_dict' in ckpt:
+        g_sd = _strip_module(ckpt['model_g_state_dict'])
+        d_sd = _strip_module(ckpt.get('models_d_state_dict', ckpt.get('model_d_state_dict', {})))
+        if not d_sd:
+            raise ValueError(f'{path}: official checkpoint without models_d_state_dict; a discriminator is needed.')
+        g_opt = infer_generator_config(g_sd)
+        d_opt = infer_discriminator_config(d_sd, ckpt.get('fs_type'), ckpt.get('fs_kernel_size'), ckpt.get('D_type'))
+    else:
+        raise ValueError(f'{path}: unknown checkpoint layout; expected a dsn_<iter>.pth bundle (format '
+                         f'{BUNDLE_FORMAT}) or an official DSN .tar with model_g_state_dict / models_d_state_dict.')
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            d_opt[key] = value
+    net_g = _build(g_opt, DASRDownsampler)
+    net_d = _build(d_opt, DASRFSDiscriminator)
+    try:
+        net_g.load_state_dict(g_sd, strict=True)
+        net_d.load_state_dict(d_sd, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f'{path}: the state dicts do not match the networks built from {g_opt} / {d_opt}. '
+                         f'Check --filter / --norm / --d-arch / --kernel-size / --cat-or-sum.\n{err}') from err
+    return net_g.to(device).eval(), net_d.to(device).eval(), {'network_g': g_opt, 'network_d': d_opt}
+
+
+@torch.no_grad()
+def tiled_downsample(net_g, hr, scale, tile=512, tile_pad=32):
+    """Runs ``net_g`` over ``hr`` ``(1, C, H, W)`` in overlapping tiles; ``H``, ``W`` must be multiples of ``scale``.
+
+    ``tile`` and ``tile_pad`` are rounded up to multiples of ``scale``; with ``tile_pad`` at least the generator's
+    receptive-field radius (24 HR pixels for the official 8-block x4 network) the result equals a full-image pass.
+    ``tile <= 0`` disables tiling.
+    """
+    _, _, h, w = hr.shape
+    if h % scale or w % scale:
+        raise ValueError(f'HR size {w}x{h} must be a multiple of the scale {scale} (mod-crop first).')
+    if tile <= 0 or (h <= tile and w <= tile):
+        return net_g(hr)
+    tile = -(-tile // scale) * scale
+    tile_pad = -(-tile_pad // scale) * scale
+    out = None
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            py0, px0 = max(y0 - tile_pad, 0), max(x0 - tile_pad, 0)
+            py1, px1 = min(y1 + tile_pad, h), min(x1 + tile_pad, w)
+            patch = net_g(hr[..., py0:py1, px0:px1])
+            if out is None:
+                out = patch.new_zeros(1, patch.size(1), h // scale, w // scale)
+            oy, ox = (y0 - py0) // scale, (x0 - px0) // scale
+            out[..., y0 // scale:y1 // scale, x0 // scale:x1 // scale] = \
+                patch[..., oy:oy + (y1 - y0) // scale, ox:ox + (x1 - x0) // scale]
+    return out
+
+
+@torch.no_grad()
+def domain_distance_map(net_d, lr, field=17):
+    """``avg_pool2d(sigmoid(net_d(lr)), field, 1, field // 2, count_include_pad=False)``: ``(1, 1, h', w')``."""
+    return receptive_field_average(torch.sigmoid(net_d(lr)), field)
+
+
+def save_png(tensor, path):
+    """Saves a ``(1, C, H, W)`` tensor in [0, 1] as an 8-bit PNG, rounding (the official code truncates)."""
+    arr = tensor[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(path)
+
+
+def _existing_stems(folder, ext):
+    if not osp.isdir(folder):
+        return set()
+    return {osp.splitext(n)[0] for n in os.listdir(folder) if n.lower().endswith(ext)}
+
+
+def generate(checkpoint, hr_dir, out_dir, tile=512, tile_pad=32, field=None, device='cpu', overrides=None,
+             progress=True):
+    """Generates ``out_dir/lq/<stem>.png`` and ``out_dir/ddm/<stem>.npy`` for every image of ``hr_dir``.
+
+    Raises:
+        ValueError: If ``out_dir`` already holds files whose stems are not in ``hr_dir`` (mismatched folders), if
+            two HR files share a stem, or if the written folders do not pair up.
+
+    Returns:
+        list[str]: The stems written.
+    """
+    net_g, net_d, info = load_dsn(checkpoint, overrides, device)
+    scale = info['network_g'].get('scale', 4)
+    if scale == 1:
+        raise ValueError('This DSN generator has scale 1 (DSGAN variant, bicubic LR input); generation supports the '
+                         'DeResnet variant (scale 2 or 4) that maps HR images directly.')
+    if field is None:
+        field = fsd_receptive_field() if info['network_d']['d_arch'] == 'fsd' else 17
+    hr_table = index_by_stem(list_images(hr_dir, '--hr'), '--hr')
+    lq_dir, ddm_dir = osp.join(out_dir, 'lq'), osp.join(out_dir, 'ddm')
+    stale = (_existing_stems(lq_dir, '.png') | _existing_stems(ddm_dir, '.npy')) - set(hr_table)
+    if stale:
+        shown = ', '.join(sorted(stale)[:5])
+        raise ValueError(f'{out_dir} already holds {len(stale)} generated file(s) whose stems are not in {hr_dir} '
+                         f'({shown}); use an empty --out folder so LR images, maps and HR images pair by stem.')
+    os.makedirs(lq_dir, exist_ok=True)
+    os.makedirs(ddm_dir, exist_ok=True)
+
+    stems = sorted(hr_table)
+    iterator = stems
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(stems, unit='image', desc='DASR generation')
+    for stem in iterator:
+        img = read_image_rgb(hr_table[stem])
+        h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
+        hr = torch.from_numpy(np.ascontiguousarray(img[:h, :w].transpose(2, 0, 1)))[None].float().to(device)
+        if hr.size(1) != net_g.block_input[0].in_channels:
+            raise ValueError(f'{hr_table[stem]} has {hr.size(1)} channels, the DSN expects '
+                             f'{net_g.block_input[0].in_channels}.')
+        lr = tiled_downsample(net_g, hr, scale, tile, tile_pad)
+        # the map is computed on the quantised LR that the SR stage will actually read
+        lr = lr.clamp(0, 1).mul(255).round().div(255)
+        ddm = domain_distance_map(net_d, lr, field)
+        save_png(lr, osp.join(lq_dir, f'{stem}.png'))
+        np.save(osp.join(ddm_dir, f'{stem}.npy'), ddm.cpu().numpy().astype(np.float32))
+
+    pair_by_stem({
+        '--hr': {s: hr_table[s] for s in stems},
+        'lq': {s: s for s in _existing_stems(lq_dir, '.png')},
+        'ddm': {s: s for s in _existing_stems(ddm_dir, '.npy')}
+    })
+    return stems
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description='DASR: generate LR images (<out>/lq/<stem>.png) and domain-distance maps (<out>/ddm/<stem>.npy) '
+        'from HR images with a trained down-sampling network.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--checkpoint', required=True, help='models/dsn_<iter>.pth, or an official DSN .tar')
+    parser.add_argument('--hr', required=True, help='folder of clean HR images (target domain)')
+    parser.add_argument('--out', required=True, help='output folder; lq/ and ddm/ are created inside')
+    parser.add_argument('--tile', type=int, default=512, help='HR tile size for the generator (<= 0: no tiling)')
+    parser.add_argument('--tile-pad', type=int, default=32, help='HR overlap around each tile')
+    parser.add_argument('--field', type=int, default=None, help='receptive-field averaging size (default 17)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--filter', default=None, choices=['gau', 'avg_pool', 'wavelet', 'rgb'],
+                        help='override the discriminator filter (official checkpoints)')
+    parser.add_argument('--norm', default=None, choices=['batch', 'instance'], help='override the norm')
+    parser.add_argument('--d-arch', default=None, choices=['fsd', 'nld_s1', 'nld_s2'], help='override the body')
+    parser.add_argument('--kernel-size', type=int, default=None, help='override the filter kernel size')
+    parser.add_argument('--cat-or-sum', default=None, choices=['cat', 'sum'], help='override wavelet bands')
+    args = parser.parse_args(argv)
+    overrides = {
+        'filter_type': args.filter,
+        'norm': args.norm,
+        'd_arch': args.d_arch,
+        'kernel_size': args.kernel_size,
+        'cat_or_sum': args.cat_or_sum
+    }
+    stems = generate(args.checkpoint, args.hr, args.out, args.tile, args.tile_pad, args.field, args.device,
+                     overrides)
+    print(f'Wrote {len(stems)} LR images to {osp.join(args.out, "lq")} and maps to {osp.join(args.out, "ddm")}.')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,159 @@
+"""DASR losses: LPIPS perceptual loss, low-frequency L1 and domain-distance weighted L1.
+
+Paper: Wei et al., CVPR 2021 (arXiv 2004.01178). Sec. 3.1: the down-sampling network is trained with a content
+(colour) loss on low frequencies, a perceptual loss and an adversarial loss on high frequencies; Sec. 3.2: the SR
+network is trained with domain-distance weighted supervision on the generated pairs.
+Official code: ShuhangGu/DASR ``codes/DSN/loss.py`` (``GeneratorLoss``: ``color_loss``, LPIPS ``PerceptualLoss``)
+and ``codes/SRN/models/DASR_model.py`` (``multiweights`` pixel loss, ``sup_LL`` loss).
+
+The adversarial terms reuse ``basicsr.losses.GANLoss`` with ``gan_type: vanilla`` (``BCEWithLogitsLoss``; on logits
+``z`` the generator term is ``-log(sigmoid(z))``, which is the official ``-log(D + 1e-8)`` without the epsilon and
+without its fp16 underflow). Official DSN weights: colour ``w_col = 1``, perceptual ``w_per = 0.01``, adversarial
+``w_tex = 0.005``; they are the defaults of ``DASRDownsamplerModel``.
+"""
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import LOSS_REGISTRY
+from torch import nn
+
+from srplugins.ops.frequency import FILTER_TYPES, lowpass
+
+_REDUCTIONS = ('mean', 'sum')
+
+
+def _check_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f'reduction must be one of {_REDUCTIONS}, got {reduction!r}.')
+
+
+@LOSS_REGISTRY.register()
+class LPIPSLoss(nn.Module):
+    """LPIPS perceptual distance as a training loss (Zhang et al., CVPR 2018; used by DASR Sec. 3.1 / 3.2).
+
+    Follows the official ``PerceptualLoss`` (PerceptualSimilarity ``net-lin``, version 0.1, ``normalize=True``):
+    inputs in [0, 1] are mapped to [-1, 1], the per-image distances are spatially averaged and then averaged over
+    the batch. The network comes from ``srplugins.utils.pretrained.build_lpips`` (frozen, eval mode, backbone weights
+    looked up offline; see docs/DASR.md for where to put them).
+
+    Args:
+        loss_weight (float): Weight. Default: 1.0 (the DSN stage uses 0.01, the SR stage 1).
+        net (str): LPIPS backbone, ``alex`` (official), ``vgg`` or ``squeeze``.
+        version (str): LPIPS linear-layer version. Default: ``'0.1'``.
+        reduction (str): ``mean`` or ``sum`` over the batch.
+
+    Shapes:
+        ``pred``, ``target``: ``(B, 3, H, W)`` in [0, 1]. Optional ``weight``: ``(B, 1, H, W)`` or ``(B,)``; each
+        image's distance is multiplied by the mean of its weight (used for domain-distance weighting).
+        Returns a scalar.
+    """
+
+    def __init__(self, loss_weight=1.0, net='alex', version='0.1', reduction='mean'):
+        super().__init__()
+        _check_reduction(reduction)
+        from srplugins.utils.pretrained import build_lpips
+        self.loss_weight = loss_weight
+        self.reduction = reduction
+        self.lpips = build_lpips(net=net, version=version)
+        for param in self.lpips.parameters():
+            param.requires_grad = False
+        self.lpips.eval()
+
+    def train(self, mode=True):
+        # the LPIPS network stays in eval mode (no dropout) whatever the surrounding model does
+        super().train(mode)
+        self.lpips.eval()
+        return self
+
+    def forward(self, pred, target, weight=None):
+        dist = self.lpips(pred * 2 - 1, target * 2 - 1).flatten()  # (B,)
+        if weight is not None:
+            weight = weight.reshape(weight.size(0), -1).mean(dim=1) if weight.dim() > 1 else weight
+            dist = dist * weight.to(dist)
+        loss = dist.mean() if self.reduction == 'mean' else dist.sum()
+        return self.loss_weight * loss
+
+
+@LOSS_REGISTRY.register()
+class LowFrequencyL1Loss(nn.Module):
+    """L1 distance between low-pass filtered images (DASR content / colour loss ``L_con``, FSSR ``color_loss``).
+
+    Official DSN behaviour: the filter family is the discriminator's (``gau`` Gaussian k with sigma k/6, ``avg_pool``
+    k x k box, ``wavelet`` 0.5 * Haar LL), applied **without padding** (valid filtering) for gau / avg_pool. The SR
+    stage's ``sup_LL`` term uses same-size filtering (``padding: true``) and, for wavelet, the same 0.5 * LL.
+
+    Args:
+        loss_weight (float): Weight (official ``w_col`` 1; SR stage ``pixel_LL_weight`` 1).
+        filter_type (str): ``gau``, ``avg_pool`` or ``wavelet``. Default: ``gau``.
+        kernel_size (int): Filter size for gau / avg_pool. Default: 5.
+        padding (bool): Same-size (True) or valid (False, official DSN) filtering.
+        count_include_pad (bool): Box filter border handling when padding.
+        reduction (str): ``mean`` or ``sum``.
+
+    Shapes:
+        ``pred``, ``target``: ``(B, C, H, W)``. Optional ``weight`` ``(B, 1, H, W)``: a domain-distance map, resized
+        (area interpolation) to the low-pass size; the result is then ``mean(W * |diff|)`` (official weighting
+        semantics, see :class:`DomainDistanceWeightedL1Loss`). Returns a scalar.
+    """
+
+    def __init__(self, loss_weight=1.0, filter_type='gau', kernel_size=5, padding=False, count_include_pad=False,
+                 reduction='mean'):
+        super().__init__()
+        if filter_type not in FILTER_TYPES:
+            raise ValueError(f'LowFrequencyL1Loss filter_type must be one of {FILTER_TYPES}, got {filter_type!r}.')
+        _check_reduction(reduction)
+        self.loss_weight = loss_weight
+        self.filter_type = filter_type
+        self.kernel_size = kernel_size
+        self.padding = padding
+        self.count_include_pad = count_include_pad
+        self.reduction = reduction
+
+    def low(self, x):
+        """Low-pass ``x`` with this loss's filter."""
+        return lowpass(x, self.filter_type, self.kernel_size, self.padding, self.count_include_pad)
+
+    def forward(self, pred, target, weight=None):
+        diff = (self.low(pred) - self.low(target)).abs()
+        if weight is not None:
+            if weight.shape[-2:] != diff.shape[-2:]:
+                weight = F.interpolate(weight, size=diff.shape[-2:], mode='area')
+            diff = weight * diff
+        return self.loss_weight * (diff.mean() if self.reduction == 'mean' else diff.sum())
+
+
+@LOSS_REGISTRY.register()
+class DomainDistanceWeightedL1Loss(nn.Module):
+    """Pixel L1 weighted element-wise by a domain-distance map (DASR Sec. 3.2, official ``multiweights``).
+
+    Args:
+        loss_weight (float): Weight (official ``pixel_weight`` 1).
+        normalization (str): How the weighted sum is normalised.
+
+            * ``'mean'`` (official): ``mean(W * |pred - target|)`` over all ``B * C * H * W`` elements. The
+              effective weight is about ``mean(W)`` (roughly 0.5 for typical maps).
+            * ``'weight_sum'``: ``sum(W * |pred - target|) / sum(W)`` with ``W`` broadcast over channels, i.e. the
+              semantics of ``basicsr.losses.L1Loss(weight=W)``; the effective weight is 1.
+
+    Shapes:
+        ``pred``, ``target``: ``(B, C, H, W)``. ``weight``: ``(B, 1, H, W)`` or ``(B, C, H, W)``; ``None`` gives a
+        plain L1. Returns a scalar.
+    """
+
+    def __init__(self, loss_weight=1.0, normalization='mean'):
+        super().__init__()
+        if normalization not in ('mean', 'weight_sum'):
+            raise ValueError(f"normalization must be 'mean' or 'weight_sum', got {normalization!r}.")
+        self.loss_weight = loss_weight
+        self.normalization = normalization
+
+    def forward(self, pred, target, weight=None):
+        diff = (pred - target).abs()
+        if weight is None:
+            return self.loss_weight * diff.mean()
+        if weight.dim() != 4 or weight.shape[-2:] != diff.shape[-2:] or weight.size(1) not in (1, diff.size(1)):
+            raise ValueError(f'weight must be shaped (B, 1 or C, H, W) like {tuple(diff.shape)}, '
+                             f'got {tuple(weight.shape)}.')
+        weighted = weight * diff
+        if self.normalization == 'mean':
+            return self.loss_weight * weighted.mean()
+        return self.loss_weight * weighted.sum() / weight.expand_as(diff).sum().clamp_min(torch.finfo(diff.dtype).eps)

@@ -1,0 +1,145 @@
+"""Tests for srplugins.data.dasr_dataset."""
+import os.path as osp
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from basicsr.utils.matlab_functions import imresize
+from basicsr.utils.registry import DATASET_REGISTRY
+from PIL import Image
+
+import srplugins  # noqa: F401
+from srplugins.data.dasr_dataset import DASRPairedDataset, DASRUnpairedDataset, read_image_rgb
+
+
+def _save(arr, path, mode=None):
+    arr = np.asarray(arr)
+    img = Image.fromarray(arr) if mode is None else Image.fromarray(arr, mode)
+    img.save(path)
+    return path
+
+
+def _rand_img(rng, h, w, c=3):
+    return rng.integers(0, 256, size=(h, w, c) if c > 1 else (h, w), dtype=np.uint8)
+
+
+def test_registered():
+    assert DATASET_REGISTRY.get('DASRUnpairedDataset') is DASRUnpairedDataset
+    assert DATASET_REGISTRY.get('DASRPairedDataset') is DASRPairedDataset
+
+
+def test_read_image_modes(tmp_path):
+    rng = np.random.default_rng(0)
+    gray = _rand_img(rng, 5, 6, 1)
+    out = read_image_rgb(_save(gray, tmp_path / 'g.png'))
+    assert out.shape == (5, 6, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out[..., 1], gray / 255.0)
+    rgba = _rand_img(rng, 5, 6, 4)
+    with pytest.warns(UserWarning, match='alpha'):
+        out = read_image_rgb(_save(rgba, tmp_path / 'a.png'))
+    np.testing.assert_allclose(out, rgba[..., :3] / 255.0)
+    deep = (rng.integers(0, 65536, size=(4, 4))).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / 'd.png')
+    out = read_image_rgb(tmp_path / 'd.png')
+    np.testing.assert_allclose(out[..., 0], deep / 65535.0, atol=1e-6)
+
+
+def test_unpaired_dataset(tmp_path):
+    rng = np.random.default_rng(1)
+    (tmp_path / 'hr').mkdir()
+    (tmp_path / 'lr').mkdir()
+    _save(_rand_img(rng, 40, 36), tmp_path / 'hr' / 'a.png')
+    _save(_rand_img(rng, 40, 44, 1), tmp_path / 'hr' / 'b.png')  # grayscale HR
+    for i in range(3):
+        _save(_rand_img(rng, 12, 14), tmp_path / 'lr' / f'{i}.png')
+    _save(_rand_img(rng, 12, 12, 4), tmp_path / 'lr' / 'rgba.png')
+    opt = dict(dataroot_lq=str(tmp_path / 'lr'), dataroot_gt=str(tmp_path / 'hr'), scale=4, gt_size=32,
+               use_flip=True, use_rot=True, phase='train')
+    ds = DASRUnpairedDataset(opt)
+    assert len(ds) == 4  # number of real LR (source) images
+    random.seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        items = [ds[i] for i in range(4)]
+    for item in items:
+        assert item['gt'].shape == (3, 32, 32)
+        assert item['lq_real'].shape == (3, 8, 8) and item['lq_bicubic'].shape == (3, 8, 8)
+        ref = np.clip(imresize(item['gt'].numpy().transpose(1, 2, 0), 0.25), 0, 1)
+        np.testing.assert_allclose(item['lq_bicubic'].numpy().transpose(1, 2, 0), ref, atol=1e-6)
+    with pytest.raises(ValueError, match='divisible'):
+        DASRUnpairedDataset(dict(opt, gt_size=30))
+    with pytest.raises(FileNotFoundError, match='dataroot_lq'):
+        DASRUnpairedDataset(dict(opt, dataroot_lq=str(tmp_path / 'missing')))
+    with pytest.raises(ValueError, match='smaller than'):
+        DASRUnpairedDataset(dict(opt, gt_size=64))[0]
+
+
+def _make_paired(tmp_path, stems=('x', 'y'), ddm_half=False):
+    rng = np.random.default_rng(2)
+    for sub in ('hr', 'lq', 'ddm', 'real'):
+        (tmp_path / sub).mkdir(exist_ok=True)
+    for stem in stems:
+        hr = rng.integers(0, 256, size=(34, 42, 3)).astype(np.uint8)  # not a multiple of 4: mod-cropped to 32x40
+        _save(hr, tmp_path / 'hr' / f'{stem}.jpg' if stem == 'y' else tmp_path / 'hr' / f'{stem}.png')
+        hr = read_image_rgb(tmp_path / 'hr' / (f'{stem}.jpg' if stem == 'y' else f'{stem}.png'))
+        lq = hr[:32, :40].reshape(8, 4, 10, 4, 3).mean(axis=(1, 3))  # block mean: exact 4x relation
+        _save(np.round(lq * 255).astype(np.uint8), tmp_path / 'lq' / f'{stem}.png')
+        lq = read_image_rgb(tmp_path / 'lq' / f'{stem}.png')
+        ddm = lq[..., 0][None, None].astype(np.float64)
+        if ddm_half:
+            ddm = ddm[..., ::2, ::2]
+        np.save(tmp_path / 'ddm' / f'{stem}.npy', ddm)
+    for i in range(2):
+        _save(rng.integers(0, 256, size=(10, 11, 3)).astype(np.uint8), tmp_path / 'real' / f'r{i}.png')
+    return dict(dataroot_gt=str(tmp_path / 'hr'), dataroot_lq=str(tmp_path / 'lq'),
+                dataroot_ddm=str(tmp_path / 'ddm'), dataroot_lq_real=str(tmp_path / 'real'), scale=4, gt_size=16,
+                use_hflip=True, use_rot=True, phase='train')
+
+
+def test_paired_dataset_crops_align(tmp_path):
+    opt = _make_paired(tmp_path)
+    ds = DASRPairedDataset(opt)
+    assert len(ds) == 2 and ds.stems == ['x', 'y']
+    random.seed(3)
+    for _ in range(6):
+        for idx in range(2):
+            item = ds[idx]
+            assert item['lq'].shape == (3, 4, 4) and item['gt'].shape == (3, 16, 16)
+            assert item['ddm'].shape == (1, 4, 4)
+            assert item['lq_real'].shape == (3, 4, 4) and item['gt_unpair'].shape == (3, 16, 16)
+            # LR crop = 4x4 block mean of the HR crop, after the same flips / transposition
+            block = torch.nn.functional.avg_pool2d(item['gt'][None], 4)[0]
+            torch.testing.assert_close(item['lq'], block, atol=1 / 255, rtol=0)
+            # the map crop follows the LR crop
+            torch.testing.assert_close(item['ddm'][0], item['lq'][0])
+            assert osp.splitext(osp.basename(item['lq_path']))[0] == osp.splitext(osp.basename(item['gt_path']))[0]
+
+
+def test_paired_dataset_resizes_half_size_maps(tmp_path):
+    opt = _make_paired(tmp_path, ddm_half=True)
+    item = DASRPairedDataset(dict(opt, use_hflip=False, use_rot=False))[0]
+    assert item['ddm'].shape == (1, 4, 4)
+    assert torch.isfinite(item['ddm']).all()
+
+
+def test_paired_dataset_refuses_mismatched_folders(tmp_path):
+    opt = _make_paired(tmp_path, stems=('x', 'y', 'z'))
+    (tmp_path / 'ddm' / 'y.npy').unlink()
+    with pytest.raises(ValueError, match=r"dataroot_ddm lacks 1 stem\(s\): y"):
+        DASRPairedDataset(opt)
+    (tmp_path / 'hr' / 'z.png').rename(tmp_path / 'hr' / 'w.png')
+    with pytest.raises(ValueError, match='dataroot_gt lacks'):
+        DASRPairedDataset(dict(opt, dataroot_ddm=None))
+    # without maps every weight is 1
+    (tmp_path / 'lq' / 'z.png').unlink()
+    item = DASRPairedDataset(dict(opt, dataroot_ddm=None))[0]
+    torch.testing.assert_close(item['ddm'], torch.ones(1, 4, 4))
+
+
+def test_paired_dataset_refuses_wrong_sizes(tmp_path):
+    opt = _make_paired(tmp_path, stems=('x', ))
+    _save(np.zeros((8, 8, 3), np.uint8), tmp_path / 'lq' / 'x.png')
+    with pytest.raises(ValueError, match='regenerate'):
+        DASRPairedDataset(opt)[0]
