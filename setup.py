@@ -47,7 +47,7 @@ setup(
         'wavelets': ['pytorch_wavelets>=1.3.0', 'PyWavelets'],
         'face': ['facexlib>=0.2.5'],
         'safetensors': ['safetensors'],
-        'test': ['pytest>=7', 'scikit-image', 'flake8', 'isort', 'yapf'],
+        'test': ['pytest>=7', 'scikit-image', 'flake8', 'isort', 'yapf', 'pytorch_wavelets>=1.3.0'],
     },
     entry_points={
         'console_scripts': [

@@ -9,30 +9,6 @@ import srplugins  # noqa: F401
 from srplugins.archs.dasr_arch import DASRDownsampler, DASRFSDiscriminator, DASRPatchDiscriminator
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One intra-op thread: on a shared, loaded CPU two OpenMP threads made these steps 10-40x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def import_pytorch_wavelets():
-    """pytorch_wavelets for reference checks, or skip. Its package __init__ imports ``pkg_resources`` (for the DTCWT
-    coefficients only), which setuptools >= 81 no longer ships; a stub stands in for it if needed."""
-    import sys
-    import types
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:
-        if 'pkg_resources' not in sys.modules:
-            stub = types.ModuleType('pkg_resources')
-            stub.resource_stream = None
-            sys.modules['pkg_resources'] = stub
-    return pytest.importorskip('pytorch_wavelets')
-
-
 def official_generator_layout(num_block=8, scale=4):
     """Key -> shape of the official ``De_resnet`` (spec section 6.1)."""
     layout = {'block_input.0.weight': (64, 3, 3, 3), 'block_input.0.bias': (64, ), 'block_input.1.weight': (1, )}
@@ -186,7 +162,7 @@ def test_discriminator_filters_and_shapes():
 
 
 def test_wavelet_buffers_match_pytorch_wavelets():
-    pytorch_wavelets = import_pytorch_wavelets()
+    pytorch_wavelets = pytest.importorskip('pytorch_wavelets')
     ref = pytorch_wavelets.DWTForward(J=1, wave='haar', mode='reflect').state_dict()
     ours = DASRFSDiscriminator(filter_type='wavelet').DWT2.state_dict()
     assert set(ref) == set(ours)

@@ -13,15 +13,6 @@ from srplugins.archs.dasr_arch import DASRDownsampler, DASRFSDiscriminator
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One intra-op thread: on a shared, loaded CPU two OpenMP threads made these steps 10-40x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope='module')
 def gen():
     spec = importlib.util.spec_from_file_location('dasr_generate_data', osp.join(ROOT, 'scripts',

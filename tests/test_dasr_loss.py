@@ -12,15 +12,6 @@ from srplugins.losses.dasr_loss import DomainDistanceWeightedL1Loss, LowFrequenc
 from srplugins.ops.frequency import gaussian_kernel2d
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One intra-op thread: on a shared, loaded CPU two OpenMP threads made these steps 10-40x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_registered():
     for name, cls in [('LPIPSLoss', LPIPSLoss), ('LowFrequencyL1Loss', LowFrequencyL1Loss),
                       ('DomainDistanceWeightedL1Loss', DomainDistanceWeightedL1Loss)]:

@@ -20,15 +20,6 @@ from srplugins.models.dasr_model import DASRDownsamplerModel, DASRModel, LinearD
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One intra-op thread: on a shared, loaded CPU two OpenMP threads made these steps 10-40x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _smooth_image(rng, h, w):
     """Smooth colour gradients plus a few blobs (learnable low frequencies)."""
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)

@@ -7,21 +7,6 @@ import torch.nn.functional as F
 from srplugins.ops import frequency as fq
 
 
-def import_pytorch_wavelets():
-    """pytorch_wavelets for reference checks, or skip. Its package __init__ imports ``pkg_resources`` (for the DTCWT
-    coefficients only), which setuptools >= 81 no longer ships; a stub stands in for it if needed."""
-    import sys
-    import types
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:
-        if 'pkg_resources' not in sys.modules:
-            stub = types.ModuleType('pkg_resources')
-            stub.resource_stream = None
-            sys.modules['pkg_resources'] = stub
-    return pytest.importorskip('pytorch_wavelets')
-
-
 def _haar_reference(x):
     """Explicit per-pixel Haar formulas with bottom/right reflect padding (numpy, float64)."""
     x = np.asarray(x, dtype=np.float64)
@@ -56,7 +41,7 @@ def test_haar_dwt_matches_hand_computation(size):
 @pytest.mark.parametrize('size', [(8, 8), (16, 12), (7, 9), (5, 6), (33, 17)])
 @pytest.mark.parametrize('channels', [1, 3])
 def test_haar_dwt_matches_pytorch_wavelets(size, channels):
-    pytorch_wavelets = import_pytorch_wavelets()
+    pytorch_wavelets = pytest.importorskip('pytorch_wavelets')
     dwt = pytorch_wavelets.DWTForward(J=1, wave='haar', mode='reflect')
     x = torch.rand(2, channels, *size)
     ref_low, ref_high = dwt(x)

@@ -9,7 +9,7 @@ from srplugins.utils import pretrained
 
 def test_missing_file_names_file_and_folders(tmp_path, monkeypatch):
     monkeypatch.setenv(pretrained.ENV_VAR, str(tmp_path))
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'torch_home' / 'hub'))
     with pytest.raises(FileNotFoundError) as info:
         pretrained.resolve_pretrained('vgg19-dcbb9e9d.pth', 'VGG19 for a test')
     message = str(info.value)
@@ -22,7 +22,7 @@ def test_search_order(tmp_path, monkeypatch):
     hub = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
     for folder in (env_dir, cwd / 'experiments' / 'pretrained_models', hub):
         folder.mkdir(parents=True)
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'torch_home' / 'hub'))
     monkeypatch.setenv(pretrained.ENV_VAR, str(env_dir))
     monkeypatch.chdir(cwd)
     (hub / 'a.pth').write_bytes(b'')
@@ -54,7 +54,7 @@ def test_vgg16_request_loads_vgg16_file(vgg16_weights, vgg19_weights):
 def test_missing_vgg_is_a_clear_error(tmp_path, monkeypatch):
     from basicsr.archs.vgg_arch import VGGFeatureExtractor
     monkeypatch.setenv(pretrained.ENV_VAR, str(tmp_path))
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match='vgg19-dcbb9e9d.pth'):
         VGGFeatureExtractor(['conv5_4'], vgg_type='vgg19')

@@ -21,15 +21,6 @@ TINY_G = {'type': 'SRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'n
 TINY_D = {'type': 'SRGANDiscriminator', 'num_in_ch': 3, 'num_feat': 8, 'input_size': 32}
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny networks: one intra-op thread is ~10x faster than two on a busy shared CPU (measured)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def read_option(rel_path):
     with open(osp.join(REPO_ROOT, rel_path), encoding='utf-8') as f:
         return yaml.safe_load(f)
