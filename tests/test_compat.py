@@ -163,6 +163,11 @@ def test_init_dist_and_ddp_on_cpu():
                'network_g': {'type': 'MSRResNet', 'num_feat': 4, 'num_block': 1, 'upscale': 2},
                'path': {'pretrain_network_g': None}, 'val': None}
         model = build_model(opt)
+        try:
+            compat._ORIGINALS['model_to_device'](model, torch.nn.Linear(2, 2))
+            out['original_ddp'] = 'ok'
+        except Exception as error:
+            out['original_ddp'] = type(error).__name__
         out['ddp'] = type(model.net_g).__name__
         out['device_ids'] = model.net_g.device_ids
         y = model.net_g(torch.rand(1, 3, 8, 8))
@@ -174,6 +179,7 @@ def test_init_dist_and_ddp_on_cpu():
     assert result['original_init'] == 'ZeroDivisionError'
     assert result['patched_in_options']
     assert result['backend'] == 'gloo'
+    assert result['original_ddp'] == 'RuntimeError'  # basicsr: device_ids=[torch.cuda.current_device()]
     assert result['ddp'] == 'DistributedDataParallel'
     assert result['device_ids'] is None
     assert result['shape'] == [1, 3, 16, 16]

@@ -188,3 +188,18 @@ def test_console_module_entry(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stdout
     assert '--auto_resume' in proc.stdout and '--launcher' in proc.stdout
+
+
+def test_num_threads_option():
+    from srplugins.utils.entry import _set_num_threads
+    old = torch.get_num_threads()
+    try:
+        _set_num_threads(1)
+        assert torch.get_num_threads() == 1
+        _set_num_threads(None)
+        assert torch.get_num_threads() == 1
+        for bad in (0, -2, 1.5, '2', True):
+            with pytest.raises(ValueError, match='num_threads'):
+                _set_num_threads(bad)
+    finally:
+        torch.set_num_threads(old)

@@ -3,6 +3,8 @@
 * argv: ``--local-rank`` (torch >= 2.0 ``torch.distributed.launch``) normalised to basicsr's ``--local_rank``;
   torchrun passes ``LOCAL_RANK`` in the environment and needs nothing.
 * YAML ``dist_params`` (backend, timeout) handed to the CPU-aware ``init_dist`` of :mod:`srplugins.compat`.
+* ``num_threads`` (top-level option, optional): torch's intra-op threads for this run. Small networks on a few CPU
+  cores train faster with 1 thread when a DataLoader worker shares the cores (the CPU demos set it).
 * root_path = the current working directory: ``experiments/``, ``results/`` and ``tb_logger/`` are written there, and
   relative paths in option files (``dataroot_*``, ``pretrain_network_*``) resolve against it too.
 * After training, the bicubic baseline of every validation set is logged next to the model's figures
@@ -41,8 +43,18 @@ def _prepare(argv):
     opt = _peek_options(argv)
     if opt is not None:
         compat.set_dist_params(opt.get('dist_params'))
+        _set_num_threads(opt.get('num_threads'))
     sys.argv = [sys.argv[0]] + argv  # basicsr's parse_options reads sys.argv
     return argv
+
+
+def _set_num_threads(num_threads):
+    if num_threads is None:
+        return
+    if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
+        raise ValueError(f'Option num_threads must be a positive integer (torch intra-op threads), got {num_threads!r}')
+    import torch
+    torch.set_num_threads(num_threads)
 
 
 class _CaptureOptions:
