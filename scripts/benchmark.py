@@ -1,10 +1,12 @@
 """Benchmarks for srplugins.
 
 Subcommands:
-    degradation  Throughput (images/s) of the BSRGAN degradation on HR patches (default 288x288, x4), ours and, when
-                 --kair_root points at a KAIR checkout, KAIR's reference ``utils_blindsr`` side by side.
-    fidelity     Statistical fidelity of our BSRGAN degradation against KAIR's: mean / std over N seeded samples of
-                 PSNR(bicubic-upsampled LQ, HQ) on the same HR crop (scikit-image's bundled sample photo).
+    degradation  Throughput (images/s) of the BSRGAN degradation on HR patches (default 288x288, x4): our per-sample
+                 CPU path, our batched torch path (``--torch``, on ``--device``, batch ``--batch``) and, when
+                 --kair_root points at a KAIR checkout, KAIR's reference ``utils_blindsr``, side by side.
+    fidelity     Statistical fidelity: mean / std over N seeded samples of PSNR(bicubic-upsampled LQ, HQ) on the same
+                 HR crop (scikit-image's bundled sample photo) for our per-sample path, the batched torch path
+                 (``--torch``) and KAIR's reference, with the differences to KAIR / to the per-sample path.
 
 KAIR is imported with two compatibility patches for SciPy >= 1.14 (``np.finfo`` for ``scipy.finfo``;
 ``RectBivariateSpline(kx=1, ky=1)`` for ``interp2d``) and stub matplotlib modules when matplotlib is missing. KAIR is
@@ -12,7 +14,9 @@ never copied; point --kair_root at a checkout (``git clone https://github.com/cs
 
 Examples:
     python scripts/benchmark.py degradation --num 100 --kair_root /tmp/KAIR
+    python scripts/benchmark.py degradation --num 480 --torch --device cuda --batch 48 --kair_root /tmp/KAIR
     python scripts/benchmark.py fidelity --num 200 --kair_root /tmp/KAIR
+    python scripts/benchmark.py fidelity --num 400 --torch --device cpu
 """
 import argparse
 import math
@@ -98,9 +102,42 @@ def _kair(args, kair):
     random.seed(args.seed)
     np.random.seed(args.seed)
     if args.plus:
-        return lambda img, i: kair.degradation_bsrgan_plus(
-            img, args.scale, args.shuffle_prob, args.use_sharp, args.lq_size)
+        return lambda img, i: kair.degradation_bsrgan_plus(img, args.scale, args.shuffle_prob, args.use_sharp, args.
+                                                           lq_size)
     return lambda img, i: kair.degradation_bsrgan(img, args.scale, args.lq_size)
+
+
+def _torch_degrader(args):
+    from srplugins.ops.bsrgan_degradation_torch import TorchBSRGANDegradation
+    return TorchBSRGANDegradation(args.scale, args.lq_size, 'bsrgan_plus' if args.plus else 'bsrgan', args.shuffle_prob,
+                                  args.use_sharp)
+
+
+def _torch_batches(args, img, num, with_psnr):
+    """Run the batched torch path on ``num`` copies of ``img`` in batches of ``args.batch``; (seconds, psnrs)."""
+    import torch
+    device = torch.device(args.device)
+    degrader = _torch_degrader(args)
+    hr = torch.from_numpy(img).permute(2, 0, 1)[None].to(device)
+    psnrs, seconds, done, step = [], 0.0, 0, 0
+    warm = degrader(hr.expand(min(args.batch, 2), -1, -1, -1).contiguous(), [args.seed, 10**6])  # noqa: F841
+    while done < num:
+        b = min(args.batch, num - done)
+        batch = hr.expand(b, -1, -1, -1).contiguous()
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        lq, hq = degrader(batch, [args.seed, step])
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - start
+        if with_psnr:
+            lq = lq.permute(0, 2, 3, 1).float().cpu().numpy()
+            hq = hq.permute(0, 2, 3, 1).float().cpu().numpy()
+            psnrs += [psnr_bicubic_up(lq[i], hq[i]) for i in range(b)]
+        done += b
+        step += 1
+    return seconds, np.array(psnrs)
 
 
 def _run(fn, img, num):
@@ -121,18 +158,22 @@ def _timed(fn, img, num):
 def cmd_degradation(args):
     kair = load_kair(args.kair_root)
     rng = np.random.default_rng(args.seed)
-    img = rng.random((args.hr_size, args.hr_size, 3), dtype=np.float32) if args.image == 'random' else hr_crop(
-        args.image, args.hr_size)
+    img = rng.random((args.hr_size, args.hr_size,
+                      3), dtype=np.float32) if args.image == 'random' else hr_crop(args.image, args.hr_size)
     name = 'bsrgan_plus' if args.plus else 'bsrgan'
     print(f'{name} degradation, HR {args.hr_size}x{args.hr_size}, x{args.scale}, LQ {args.lq_size}, '
           f'{args.num} samples, OpenCV threads {_cv2_threads()}, image {args.image}')
     rows = [('ours (per-sample, numpy/OpenCV)', _timed(_ours(args), img, args.num))]
+    if args.torch:
+        rows.append(
+            (f'ours (batched torch, {args.device}, batch {args.batch})', _torch_batches(args, img, args.num, False)[0]))
     if kair is not None:
         rows.append(('KAIR utils_blindsr (patched)', _timed(_kair(args, kair), img, args.num)))
     for label, seconds in rows:
-        print(f'  {label:34s} {args.num / seconds:8.1f} images/s  ({1000 * seconds / args.num:.1f} ms/image)')
+        print(f'  {label:44s} {args.num / seconds:8.1f} images/s  ({1000 * seconds / args.num:.1f} ms/image)')
     if kair is not None:
-        print(f'  speed-up ours / KAIR: {rows[1][1] / rows[0][1]:.2f}x')
+        for label, seconds in rows[:-1]:
+            print(f'  speed-up {label} / KAIR: {rows[-1][1] / seconds:.2f}x')
 
 
 def cmd_fidelity(args):
@@ -141,19 +182,24 @@ def cmd_fidelity(args):
     print(f'PSNR(bicubic-up LQ, HQ) over {args.num} samples of skimage.data.{args.image} centre crop '
           f'{args.hr_size}x{args.hr_size}, x{args.scale}, LQ {args.lq_size}, seed {args.seed}')
     results = {'ours': _run(_ours(args), img, args.num)}
+    if args.torch:
+        results['torch'] = _torch_batches(args, img, args.num, True)
     if kair is not None:
         results['KAIR'] = _run(_kair(args, kair), img, args.num)
     for label, (seconds, psnr) in results.items():
         print(f'  {label:5s} mean {psnr.mean():6.2f} dB  std {psnr.std():5.2f} dB  min {psnr.min():6.2f}  '
-              f'max {psnr.max():6.2f}  ({1000 * seconds / args.num:.1f} ms/sample incl. PSNR)')
-    if kair is not None:
-        d_mean = results['ours'][1].mean() - results['KAIR'][1].mean()
-        d_std = results['ours'][1].std() - results['KAIR'][1].std()
+              f'max {psnr.max():6.2f}  ({1000 * seconds / args.num:.1f} ms/sample)')
+    status = 0
+    pairs = [(a, b) for a, b in (('ours', 'KAIR'), ('torch', 'KAIR'), ('torch', 'ours'))
+             if a in results and b in results]
+    for a, b in pairs:
+        d_mean = results[a][1].mean() - results[b][1].mean()
+        d_std = results[a][1].std() - results[b][1].std()
         ok = abs(d_mean) <= 0.3 and abs(d_std) <= 0.2
-        print(f'  difference ours - KAIR: mean {d_mean:+.3f} dB, std {d_std:+.3f} dB -> '
+        status = status or (0 if ok else 1)
+        print(f'  difference {a} - {b}: mean {d_mean:+.3f} dB, std {d_std:+.3f} dB -> '
               f'{"PASS" if ok else "FAIL"} (|mean| <= 0.3, |std| <= 0.2)')
-        return 0 if ok else 1
-    return 0
+    return status
 
 
 def _cv2_threads():
@@ -167,18 +213,25 @@ def main(argv=None):
     for name, helptext in (('degradation', 'BSRGAN degradation throughput'),
                            ('fidelity', 'BSRGAN degradation PSNR statistics vs KAIR')):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument('--kair_root', default=os.environ.get('KAIR_ROOT'),
-                       help='KAIR checkout to compare against (default: $KAIR_ROOT; omitted: ours only)')
+        p.add_argument(
+            '--kair_root',
+            default=os.environ.get('KAIR_ROOT'),
+            help='KAIR checkout to compare against (default: $KAIR_ROOT; omitted: ours only)')
         p.add_argument('--num', type=int, default=200 if name == 'fidelity' else 100, help='number of samples')
         p.add_argument('--scale', type=int, default=4, choices=(2, 3, 4))
         p.add_argument('--hr_size', type=int, default=288, help='HR patch side (default 288)')
         p.add_argument('--lq_size', type=int, default=72, help='LQ patch side (default 72)')
         p.add_argument('--seed', type=int, default=0)
-        p.add_argument('--image', default='astronaut' if name == 'fidelity' else 'random',
-                       help="skimage.data photo name, or 'random' noise (degradation only)")
+        p.add_argument(
+            '--image',
+            default='astronaut' if name == 'fidelity' else 'random',
+            help="skimage.data photo name, or 'random' noise (degradation only)")
         p.add_argument('--plus', action='store_true', help='BSRGAN+ (degradation_bsrgan_plus) instead of BSRGAN')
         p.add_argument('--shuffle_prob', type=float, default=0.5, help='BSRGAN+ full-shuffle probability')
         p.add_argument('--use_sharp', action='store_true', help='BSRGAN+ USM sharpening')
+        p.add_argument('--torch', action='store_true', help='also run the batched torch path')
+        p.add_argument('--device', default='cpu', help="device of the batched torch path ('cpu', 'cuda', 'cuda:1')")
+        p.add_argument('--batch', type=int, default=48, help='batch size of the batched torch path (default 48)')
     args = parser.parse_args(argv)
     if args.hr_size < args.lq_size * args.scale:
         parser.error(f'--hr_size ({args.hr_size}) must be >= lq_size*scale ({args.lq_size * args.scale})')

@@ -29,6 +29,15 @@ from srplugins.ops.bsrgan_degradation import degradation_bsrgan, degradation_bsr
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.PNG', '.JPG', '.JPEG')
 DEGRADATIONS = ('bsrgan', 'bsrgan_plus')
+DEGRADE_ON = ('dataset', 'model')
+
+
+def degrade_on_option(dataset_opt):
+    """The ``degrade_on`` option of a dataset: 'dataset' (default) or 'model'; anything else raises ValueError."""
+    value = dataset_opt.get('degrade_on', 'dataset')
+    if value not in DEGRADE_ON:
+        raise ValueError(f'datasets option degrade_on must be one of {DEGRADE_ON}, got {value!r}.')
+    return value
 
 
 def _positive_int(opt, key, default):
@@ -64,11 +73,15 @@ class BSRGANDataset(data.Dataset):
             use_hflip (bool), use_rot (bool): Dihedral augmentation (both: all 8 modes). Default: True, True.
             skip_small (bool): Skip images smaller than the crop with a warning instead of raising. Default: False.
             val_seed (int): Seed of the validation degradations. Default: 0.
+            degrade_on (str): 'dataset' degrades each item here on the CPU (KAIR's way); 'model' (training only)
+                yields the augmented HR crop alone and leaves the degradation to a model that runs it on its device
+                (``BSRNetModel`` / ``BSRGANModel``, which read the options above from this dataset). Default: 'dataset'.
             phase (str): 'train' crops and augments; any other phase degrades the whole image deterministically.
 
     Returns (per item):
         dict: ``lq`` (3, p, p) and ``gt`` (3, p*scale, p*scale) RGB float32 tensors in [0, 1] (p = lq_patchsize),
-        ``lq_path`` and ``gt_path`` (the HR file).
+        ``lq_path`` and ``gt_path`` (the HR file). With ``degrade_on: model`` in training: ``gt`` (3, gt_size, gt_size)
+        and the paths, no ``lq``.
     """
 
     def __init__(self, opt):
@@ -100,6 +113,7 @@ class BSRGANDataset(data.Dataset):
         self.val_seed = opt.get('val_seed', 0)
         if not isinstance(self.val_seed, int) or self.val_seed < 0:
             raise ValueError(f'datasets option val_seed must be a non-negative integer, got {self.val_seed!r}.')
+        self.degrade_on_model = self.is_train and degrade_on_option(opt) == 'model'
         self._calls = 0  # per-process item counter (a plain int stays picklable for spawned workers)
 
         gt_folder = opt.get('dataroot_gt')
@@ -179,6 +193,8 @@ class BSRGANDataset(data.Dataset):
                 if rng.random() < 0.5:
                     img = img.transpose(1, 0, 2)
             img = np.ascontiguousarray(img)
+            if self.degrade_on_model:
+                return {'gt': img2tensor(img, bgr2rgb=False, float32=True), 'lq_path': path, 'gt_path': path}
 
         lq_size = self.lq_patchsize or min(img.shape[0] // self.scale, img.shape[1] // self.scale)
         if self.degradation_type == 'bsrgan':

@@ -44,8 +44,35 @@ def _prepare(argv):
     if opt is not None:
         compat.set_dist_params(opt.get('dist_params'))
         _set_num_threads(opt.get('num_threads'))
+        check_degrade_on(opt)
     sys.argv = [sys.argv[0]] + argv  # basicsr's parse_options reads sys.argv
     return argv
+
+
+def check_degrade_on(opt):
+    """``degrade_on: model`` in a dataset needs a model that degrades HR batches (``BSRNetModel`` / ``BSRGANModel``).
+
+    basicsr's stock models would otherwise fail in the first iteration with ``KeyError: 'lq'``.
+    """
+    datasets = opt.get('datasets') or {}
+    users = [
+        name for name, dataset in datasets.items()
+        if isinstance(dataset, dict) and dataset.get('degrade_on', 'dataset') == 'model'
+    ]
+    if not users:
+        return
+    from basicsr.utils.registry import MODEL_REGISTRY
+
+    import srplugins  # noqa: F401  (registers the plugin models)
+    model_type = opt.get('model_type')
+    try:
+        model_cls = MODEL_REGISTRY.get(model_type)
+    except KeyError:
+        return  # basicsr reports the unknown model_type itself
+    if not getattr(model_cls, 'degrades_hr_batches', False):
+        raise ValueError(f'datasets.{users[0]}.degrade_on: model hands HR-only batches to the model, but model_type '
+                         f'{model_type} does not degrade them: use BSRNetModel (L1) or BSRGANModel (GAN), or set '
+                         'degrade_on: dataset.')
 
 
 def _set_num_threads(num_threads):
