@@ -4,9 +4,10 @@
 The version is a static string in ``srplugins/version.py`` read here with a regular expression: no file is generated at
 install time and nothing is exec'd into ``locals()`` (that trick breaks on Python 3.13, see basicsr#725).
 """
+from setuptools import find_packages, setup
+
 import os
 import re
-from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -39,15 +40,15 @@ setup(
     keywords='super-resolution, basicsr, pytorch, srgan, bsrgan, a2n, dasr, real-esrgan',
     license='Apache License 2.0',
     python_requires='>=3.8,<3.13',
-    packages=find_packages(exclude=('options', 'datasets', 'experiments', 'results', 'tb_logger', 'wandb', 'tests',
-                                    'scripts', 'docs')),
+    packages=find_packages(
+        exclude=('options', 'datasets', 'experiments', 'results', 'tb_logger', 'wandb', 'tests', 'scripts', 'docs')),
     include_package_data=True,
     install_requires=read_requirements(),
     extras_require={
         'wavelets': ['pytorch_wavelets>=1.3.0', 'PyWavelets'],
         'face': ['facexlib>=0.2.5'],
         'safetensors': ['safetensors'],
-        'test': ['pytest>=7', 'scikit-image', 'flake8', 'isort', 'yapf', 'pytorch_wavelets>=1.3.0'],
+        'test': ['pytest>=7', 'scikit-image', 'flake8', 'isort==9.0.2', 'yapf==0.43.0', 'pytorch_wavelets>=1.3.0'],
     },
     entry_points={
         'console_scripts': [

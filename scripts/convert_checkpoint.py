@@ -20,18 +20,24 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('input', help='official checkpoint (.pth / .pt / .tar / .ckpt / .safetensors)')
     parser.add_argument('output', nargs='?', help='BasicSR .pth to write (omit with --detect_only)')
     parser.add_argument('--scale', type=int, help='scale where the weights do not fix it (A2N x2 / x3)')
-    parser.add_argument('--param_key', help='checkpoint entry holding the weights (default: automatic: params_ema, '
-                        'params, model_g_state_dict, state_dict, ...)')
-    parser.add_argument('--filter_type', choices=['gau', 'avg_pool', 'wavelet', 'rgb'],
-                        help='DASR discriminator filter when the file cannot tell (avg_pool vs rgb)')
+    parser.add_argument(
+        '--param_key',
+        help='checkpoint entry holding the weights (default: automatic: params_ema, '
+        'params, model_g_state_dict, state_dict, ...)')
+    parser.add_argument(
+        '--filter_type',
+        choices=['gau', 'avg_pool', 'wavelet', 'rgb'],
+        help='DASR discriminator filter when the file cannot tell (avg_pool vs rgb)')
     parser.add_argument('--d_arch', choices=['fsd', 'nld_s1', 'nld_s2'], help='DASR NLayer discriminator stride')
-    parser.add_argument('--unsafe_load', action='store_true',
-                        help='allow pickles with arbitrary objects (torch.load weights_only=False); trusted files only')
+    parser.add_argument(
+        '--unsafe_load',
+        action='store_true',
+        help='allow pickles with arbitrary objects (torch.load weights_only=False); trusted files only')
     parser.add_argument('--detect_only', action='store_true', help='print what was detected, write nothing')
     return parser
 
@@ -44,12 +50,12 @@ def main(argv=None):
         if args.detect_only or not args.output:
             if not args.detect_only:
                 build_parser().error('give an output file or --detect_only')
-            info = load_checkpoint(args.input, scale=args.scale, param_key=args.param_key, unsafe=args.unsafe_load,
-                                   **hints)
+            info = load_checkpoint(
+                args.input, scale=args.scale, param_key=args.param_key, unsafe=args.unsafe_load, **hints)
             build_network(info, strict=True)
         else:
-            info = convert_checkpoint(args.input, args.output, scale=args.scale, param_key=args.param_key,
-                                      unsafe=args.unsafe_load, **hints)
+            info = convert_checkpoint(
+                args.input, args.output, scale=args.scale, param_key=args.param_key, unsafe=args.unsafe_load, **hints)
     except (ValueError, FileNotFoundError) as err:
         print(f'convert_checkpoint: error: {err}', file=sys.stderr)
         return 2

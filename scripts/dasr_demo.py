@@ -23,13 +23,12 @@ Usage::
 """
 import argparse
 import hashlib
+import numpy as np
 import os
 import os.path as osp
 import shutil
 import subprocess
 import sys
-
-import numpy as np
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join('datasets', 'demo')
@@ -89,8 +88,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description='Run the DASR demo pipeline on CPU.')
     parser.add_argument('--only', choices=STEPS, action='append', help='run only these steps')
     parser.add_argument('--skip', choices=STEPS, action='append', default=[], help='skip these steps')
-    parser.add_argument('--require-lpips', action='store_true', help='fail instead of dropping LPIPS when '
-                        'alexnet-owt-7be5be79.pth is not available offline')
+    parser.add_argument(
+        '--require-lpips',
+        action='store_true',
+        help='fail instead of dropping LPIPS when '
+        'alexnet-owt-7be5be79.pth is not available offline')
     args = parser.parse_args(argv)
     steps = [s for s in (args.only or STEPS) if s not in args.skip]
     py = sys.executable
@@ -112,8 +114,11 @@ def main(argv=None):
     if 'generate' in steps:
         out = osp.join(DASR, 'generated')
         shutil.rmtree(osp.join(ROOT, out), ignore_errors=True)
-        _run([py, 'scripts/dasr_generate_data.py', '--checkpoint', 'experiments/demo_DASR_DSN_x4/models/dsn_latest.pth',
-              '--hr', osp.join(DASR, 'target_hr'), '--out', out, '--device', 'cpu'])
+        _run([
+            py, 'scripts/dasr_generate_data.py', '--checkpoint', 'experiments/demo_DASR_DSN_x4/models/dsn_latest.pth',
+            '--hr',
+            osp.join(DASR, 'target_hr'), '--out', out, '--device', 'cpu'
+        ])
     if 'sr' in steps:
         _run([py, 'srplugins/train.py', '-opt', 'options/demo/demo_DASR_SR_x4.yml'] + extra)
 

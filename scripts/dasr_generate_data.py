@@ -22,12 +22,11 @@ Example:
         --hr datasets/AIM2019/DIV2K_train_HR --out datasets/AIM2019/DASR_generated
 """
 import argparse
+import numpy as np
 import os
 import os.path as osp
 import re
 import sys
-
-import numpy as np
 import torch
 from PIL import Image
 
@@ -49,9 +48,13 @@ def infer_generator_config(state_dict):
     blocks = {int(m.group(1)) for k in state_dict for m in [re.match(r'res_blocks\.(\d+)\.', k)] if m}
     downs = {int(m.group(1)) for k in state_dict for m in [re.match(r'down_sample\.(\d+)\.', k)] if m}
     scale = {0: 1, 1: 2, 2: 4}[len([i for i in downs if i % 2 == 0])]
-    return dict(type='DASRDownsampler', num_in_ch=state_dict['block_input.0.weight'].shape[1],
-                num_out_ch=state_dict['block_output.weight'].shape[0],
-                num_feat=state_dict['block_input.0.weight'].shape[0], num_block=len(blocks), scale=scale)
+    return dict(
+        type='DASRDownsampler',
+        num_in_ch=state_dict['block_input.0.weight'].shape[1],
+        num_out_ch=state_dict['block_output.weight'].shape[0],
+        num_feat=state_dict['block_input.0.weight'].shape[0],
+        num_block=len(blocks),
+        scale=scale)
 
 
 def infer_discriminator_config(state_dict, fs_type=None, kernel_size=None, d_type=None):
@@ -89,9 +92,15 @@ def infer_discriminator_config(state_dict, fs_type=None, kernel_size=None, d_typ
     if filter_type == 'wavelet':
         cat_or_sum = 'cat' if in_ch % 3 == 0 and in_ch >= 9 else 'sum'
         num_in_ch = in_ch // 3 if cat_or_sum == 'cat' else in_ch
-    return dict(type='DASRFSDiscriminator', num_in_ch=num_in_ch, filter_type=filter_type,
-                kernel_size=int(kernel_size or 5), cat_or_sum=cat_or_sum, norm=norm, d_arch=d_arch,
-                num_feat=state_dict[first].shape[0])
+    return dict(
+        type='DASRFSDiscriminator',
+        num_in_ch=num_in_ch,
+        filter_type=filter_type,
+        kernel_size=int(kernel_size or 5),
+        cat_or_sum=cat_or_sum,
+        norm=norm,
+        d_arch=d_arch,
+        num_feat=state_dict[first].shape[0])
 
 
 def _build(opt, registry_cls):
@@ -190,7 +199,14 @@ def _existing_stems(folder, ext):
     return {osp.splitext(n)[0] for n in os.listdir(folder) if n.lower().endswith(ext)}
 
 
-def generate(checkpoint, hr_dir, out_dir, tile=512, tile_pad=32, field=None, device='cpu', overrides=None,
+def generate(checkpoint,
+             hr_dir,
+             out_dir,
+             tile=512,
+             tile_pad=32,
+             field=None,
+             device='cpu',
+             overrides=None,
              progress=True):
     """Generates ``out_dir/lq/<stem>.png`` and ``out_dir/ddm/<stem>.npy`` for every image of ``hr_dir``.
 
@@ -238,9 +254,18 @@ def generate(checkpoint, hr_dir, out_dir, tile=512, tile_pad=32, field=None, dev
         np.save(osp.join(ddm_dir, f'{stem}.npy'), ddm.cpu().numpy().astype(np.float32))
 
     pair_by_stem({
-        '--hr': {s: hr_table[s] for s in stems},
-        'lq': {s: s for s in _existing_stems(lq_dir, '.png')},
-        'ddm': {s: s for s in _existing_stems(ddm_dir, '.npy')}
+        '--hr': {
+            s: hr_table[s]
+            for s in stems
+        },
+        'lq': {
+            s: s
+            for s in _existing_stems(lq_dir, '.png')
+        },
+        'ddm': {
+            s: s
+            for s in _existing_stems(ddm_dir, '.npy')
+        }
     })
     return stems
 
@@ -257,8 +282,11 @@ def main(argv=None):
     parser.add_argument('--tile-pad', type=int, default=32, help='HR overlap around each tile')
     parser.add_argument('--field', type=int, default=None, help='receptive-field averaging size (default 17)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--filter', default=None, choices=['gau', 'avg_pool', 'wavelet', 'rgb'],
-                        help='override the discriminator filter (official checkpoints)')
+    parser.add_argument(
+        '--filter',
+        default=None,
+        choices=['gau', 'avg_pool', 'wavelet', 'rgb'],
+        help='override the discriminator filter (official checkpoints)')
     parser.add_argument('--norm', default=None, choices=['batch', 'instance'], help='override the norm')
     parser.add_argument('--d-arch', default=None, choices=['fsd', 'nld_s1', 'nld_s2'], help='override the body')
     parser.add_argument('--kernel-size', type=int, default=None, help='override the filter kernel size')
@@ -271,8 +299,7 @@ def main(argv=None):
         'kernel_size': args.kernel_size,
         'cat_or_sum': args.cat_or_sum
     }
-    stems = generate(args.checkpoint, args.hr, args.out, args.tile, args.tile_pad, args.field, args.device,
-                     overrides)
+    stems = generate(args.checkpoint, args.hr, args.out, args.tile, args.tile_pad, args.field, args.device, overrides)
     print(f'Wrote {len(stems)} LR images to {osp.join(args.out, "lq")} and maps to {osp.join(args.out, "ddm")}.')
 
 

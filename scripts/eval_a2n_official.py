@@ -20,21 +20,22 @@ Example:
 import argparse
 import glob
 import math
+import numpy as np
 import os
 import os.path as osp
 import re
 import sys
-
-import numpy as np
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import srplugins  # noqa: E402,F401  (applies the stack fixes and registers A2N)
+# isort: off
+import srplugins  # noqa: E402,F401  (applies the stack fixes before basicsr is imported, registers A2N)
 from basicsr.metrics import calculate_psnr, calculate_ssim  # noqa: E402
 from basicsr.utils import imwrite  # noqa: E402
 from basicsr.utils.matlab_functions import calculate_weights_indices, imresize  # noqa: E402
 from srplugins.archs.a2n_arch import A2N  # noqa: E402
+# isort: on
 
 IMG_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff')
 
@@ -109,8 +110,8 @@ def to_bgr_uint8(rgb01):
 
 
 def score(sr_bgr, hr_bgr, scale):
-    return (calculate_psnr(sr_bgr, hr_bgr, crop_border=scale, test_y_channel=True),
-            calculate_ssim(sr_bgr, hr_bgr, crop_border=scale, test_y_channel=True))
+    return (calculate_psnr(sr_bgr, hr_bgr, crop_border=scale,
+                           test_y_channel=True), calculate_ssim(sr_bgr, hr_bgr, crop_border=scale, test_y_channel=True))
 
 
 def main(argv=None):
@@ -118,12 +119,14 @@ def main(argv=None):
     parser.add_argument('--weights', required=True, help='aan_x{s}.pt (official) or a BasicSR net_g_*.pth')
     parser.add_argument('--scale', type=int, required=True, choices=(2, 3, 4))
     parser.add_argument('--hr', required=True, help='folder of HR images (e.g. Set5 HR)')
-    parser.add_argument('--lr-mode', default='basicsr-round',
-                        choices=('basicsr-round', 'basicsr-float', 'matlab-uint8', 'files'))
+    parser.add_argument(
+        '--lr-mode', default='basicsr-round', choices=('basicsr-round', 'basicsr-float', 'matlab-uint8', 'files'))
     parser.add_argument('--lr', help='LR folder, with --lr-mode files')
     parser.add_argument('--non-attention-kernel', type=int, default=3, choices=(1, 3), help='1 for A2N-M')
-    parser.add_argument('--save-lr', help='write the LR images here as <stem>x<scale>.png (EDSR benchmark layout, '
-                        'filename_tmpl {}x<scale> in options/test/A2N)')
+    parser.add_argument(
+        '--save-lr',
+        help='write the LR images here as <stem>x<scale>.png (EDSR benchmark layout, '
+        'filename_tmpl {}x<scale> in options/test/A2N)')
     parser.add_argument('--save-sr', help='write the SR images here')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = parser.parse_args(argv)

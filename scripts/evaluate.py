@@ -21,12 +21,11 @@ Outputs in ``-o``: ``<name>.md``, ``<name>.csv`` (one row per dataset, method an
 """
 import argparse
 import csv
+import numpy as np
 import os
 import os.path as osp
 import sys
 import warnings
-
-import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -89,8 +88,9 @@ def bicubic_upscale(lr, scale, size=None):
 
 def compute_metrics(sr, gt, crop_border, metrics=METRICS):
     """PSNR / SSIM on Y (basicsr) and LPIPS (srplugins) of uint8 BGR images."""
-    import srplugins  # noqa: F401  (registers calculate_lpips; applies the basicsr compatibility layer)
     from basicsr.metrics import calculate_psnr, calculate_ssim
+
+    import srplugins  # noqa: F401  (registers calculate_lpips; applies the basicsr compatibility layer)
     out = {}
     if 'psnr' in metrics:
         out['psnr'] = float(calculate_psnr(sr, gt, crop_border=crop_border, test_y_channel=True))
@@ -140,15 +140,28 @@ def evaluate_dataset(name, gt_dir, methods, scale, lr_dir=None, crop_border=None
             if method == 'Bicubic':
                 img = bicubic_upscale(img, scale, gt.shape[:2])
             sr, ref = _align(img, gt, scale)
-            rows.append(dict(dataset=name, method=method, image=osp.splitext(gt_name)[0],
-                             **compute_metrics(sr, ref, crop_border, metrics)))
+            rows.append(
+                dict(
+                    dataset=name,
+                    method=method,
+                    image=osp.splitext(gt_name)[0],
+                    **compute_metrics(sr, ref, crop_border, metrics)))
     for method in files:
         sel = [r for r in rows if r['method'] == method]
         if sel:
             avg = {m: float(np.mean([r[m] for r in sel])) for m in metrics}
             rows.append(dict(dataset=name, method=method, image='AVERAGE', **avg))
-    return dict(name=name, gt_dir=gt_dir, lr_dir=lr_dir, scale=scale, crop_border=crop_border, images=gt_names,
-                methods=list(files), rows=rows, files=files, metrics=list(metrics))
+    return dict(
+        name=name,
+        gt_dir=gt_dir,
+        lr_dir=lr_dir,
+        scale=scale,
+        crop_border=crop_border,
+        images=gt_names,
+        methods=list(files),
+        rows=rows,
+        files=files,
+        metrics=list(metrics))
 
 
 def _fmt(metric, value):
@@ -171,30 +184,36 @@ def write_markdown(results, path, figure=None, command=None):
     lines = ['# Evaluation report', '']
     if command:
         lines += ['Command:', '', f'    {command}', '']
-    lines += ['PSNR / SSIM: basicsr, Y channel (BT.601), crop border = scale. LPIPS: AlexNet v0.1 on RGB, same crop.',
-              '']
+    lines += [
+        'PSNR / SSIM: basicsr, Y channel (BT.601), crop border = scale. LPIPS: AlexNet v0.1 on RGB, same crop.', ''
+    ]
     for res in results:
-        lines += [f'## {res["name"]} (x{res["scale"]:g}, crop {res["crop_border"]})', '',
-                  f'GT: `{res["gt_dir"]}`' + (f', LR: `{res["lr_dir"]}`' if res['lr_dir'] else ''), '']
-        lines += ['| method | images | ' + ' | '.join(heads[m] for m in metrics) + ' |',
-                  '|---|---|' + '---|' * len(metrics)]
+        lines += [
+            f'## {res["name"]} (x{res["scale"]:g}, crop {res["crop_border"]})', '',
+            f'GT: `{res["gt_dir"]}`' + (f', LR: `{res["lr_dir"]}`' if res['lr_dir'] else ''), ''
+        ]
+        lines += [
+            '| method | images | ' + ' | '.join(heads[m] for m in metrics) + ' |', '|---|---|' + '---|' * len(metrics)
+        ]
         for method in res['methods']:
             avg = [r for r in res['rows'] if r['method'] == method and r['image'] == 'AVERAGE']
             n = len([r for r in res['rows'] if r['method'] == method and r['image'] != 'AVERAGE'])
             if avg:
                 lines.append(f'| {method} | {n} | ' + ' | '.join(_fmt(m, avg[0][m]) for m in metrics) + ' |')
-        lines += ['', '<details><summary>Per image</summary>', '',
-                  '| image | method | ' + ' | '.join(heads[m] for m in metrics) + ' |',
-                  '|---|---|' + '---|' * len(metrics)]
+        lines += [
+            '', '<details><summary>Per image</summary>', '',
+            '| image | method | ' + ' | '.join(heads[m] for m in metrics) + ' |', '|---|---|' + '---|' * len(metrics)
+        ]
         for row in sorted((r for r in res['rows'] if r['image'] != 'AVERAGE'),
                           key=lambda r: (r['image'], res['methods'].index(r['method']))):
-            lines.append(f'| {row["image"]} | {row["method"]} | ' + ' | '.join(_fmt(m, row[m]) for m in metrics) +
-                         ' |')
+            lines.append(f'| {row["image"]} | {row["method"]} | ' + ' | '.join(_fmt(m, row[m]) for m in metrics) + ' |')
         lines += ['', '</details>', '']
     if figure:
-        lines += ['## Comparison', '', f'![comparison]({osp.basename(figure)})', '',
-                  'Each row: a crop of one test image; columns: LR upscaled by bicubic, each method, GT. Titles give '
-                  'the whole-image PSNR / LPIPS.', '']
+        lines += [
+            '## Comparison', '', f'![comparison]({osp.basename(figure)})', '',
+            'Each row: a crop of one test image; columns: LR upscaled by bicubic, each method, GT. Titles give '
+            'the whole-image PSNR / LPIPS.', ''
+        ]
     with open(path, 'w') as f:
         f.write('\n'.join(lines))
 
@@ -220,8 +239,7 @@ def comparison_figure(res, path, images=None, crop_size=96, crop_xy=None, max_im
     images = images or [osp.splitext(n)[0] for n in res['images']][:max_images]
     names = {osp.splitext(n)[0]: n for n in res['images']}
     columns = res['methods'] + ['GT']
-    fig, axes = plt.subplots(len(images), len(columns), figsize=(2.2 * len(columns), 2.4 * len(images)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(images), len(columns), figsize=(2.2 * len(columns), 2.4 * len(images)), squeeze=False)
     for r, stem in enumerate(images):
         if stem not in names:
             raise ValueError(f'Figure image {stem!r} is not in the GT folder {res["gt_dir"]!r}.')
@@ -251,8 +269,8 @@ def comparison_figure(res, path, images=None, crop_size=96, crop_xy=None, max_im
             crop = img[y:y + size, x:x + size, ::-1]
             ax.imshow(crop, interpolation='nearest')
             ax.set_title(title, fontsize=8)
-        axes[r][0].text(-0.05, 0.5, f'{stem}\n({x},{y})', transform=axes[r][0].transAxes, ha='right', va='center',
-                        fontsize=7)
+        axes[r][0].text(
+            -0.05, 0.5, f'{stem}\n({x},{y})', transform=axes[r][0].transAxes, ha='right', va='center', fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -280,8 +298,8 @@ def datasets_from_opt(opt_path):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--gt', help='GT folder')
     parser.add_argument('--lr', help='LR folder (adds the Bicubic column)')
     parser.add_argument('--sr', action='append', default=[], metavar='NAME=FOLDER', help='method folder, repeatable')
@@ -294,8 +312,13 @@ def build_parser():
     parser.add_argument('--name', default='report', help='base name of the output files')
     parser.add_argument('--figure_images', nargs='+', help='image stems shown in the figure (default: first 3)')
     parser.add_argument('--crop_size', type=int, default=96, help='figure crop size in GT pixels')
-    parser.add_argument('--crop_xy', type=int, nargs=2, metavar=('Y', 'X'), help='figure crop corner (default: the '
-                        'most textured window)')
+    parser.add_argument(
+        '--crop_xy',
+        type=int,
+        nargs=2,
+        metavar=('Y', 'X'),
+        help='figure crop corner (default: the '
+        'most textured window)')
     parser.add_argument('--no_figure', action='store_true')
     return parser
 
@@ -305,8 +328,14 @@ def main(argv=None):
     results = []
     if args.opt:
         for ds_name, gt_dir, lr_dir, sr_dir, scale, method in datasets_from_opt(args.opt):
-            results.append(evaluate_dataset(ds_name, gt_dir, [(method, sr_dir)], scale, lr_dir=lr_dir,
-                                            crop_border=args.crop_border, metrics=tuple(args.metrics)))
+            results.append(
+                evaluate_dataset(
+                    ds_name,
+                    gt_dir, [(method, sr_dir)],
+                    scale,
+                    lr_dir=lr_dir,
+                    crop_border=args.crop_border,
+                    metrics=tuple(args.metrics)))
     else:
         if not args.gt or args.scale is None or not (args.sr or args.lr):
             build_parser().error('give --gt, --scale and at least one --sr NAME=FOLDER (or --lr), or --opt')
@@ -315,14 +344,25 @@ def main(argv=None):
             if '=' not in item:
                 build_parser().error(f'--sr expects NAME=FOLDER, got {item!r}')
             methods.append(tuple(item.split('=', 1)))
-        results.append(evaluate_dataset(args.dataset, args.gt, methods, args.scale, lr_dir=args.lr,
-                                        crop_border=args.crop_border, metrics=tuple(args.metrics)))
+        results.append(
+            evaluate_dataset(
+                args.dataset,
+                args.gt,
+                methods,
+                args.scale,
+                lr_dir=args.lr,
+                crop_border=args.crop_border,
+                metrics=tuple(args.metrics)))
     os.makedirs(args.output, exist_ok=True)
     base = osp.join(args.output, args.name)
     figure = None
     if not args.no_figure:
-        figure = comparison_figure(results[0], base + '_comparison.png', images=args.figure_images,
-                                   crop_size=args.crop_size, crop_xy=args.crop_xy)
+        figure = comparison_figure(
+            results[0],
+            base + '_comparison.png',
+            images=args.figure_images,
+            crop_size=args.crop_size,
+            crop_xy=args.crop_xy)
     write_csv(results, base + '.csv')
     command = 'python scripts/evaluate.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     write_markdown(results, base + '.md', figure=figure, command=command)

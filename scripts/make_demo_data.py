@@ -20,11 +20,10 @@ Usage::
 import argparse
 import hashlib
 import json
+import numpy as np
 import os
 import os.path as osp
 import sys
-
-import numpy as np
 
 # (skimage.data function, target folder). Held-out validation photographs differ from the training ones.
 TRAIN_IMAGES = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry')
@@ -46,8 +45,9 @@ def load_sample(name):
 
 def bicubic_downscale(img_rgb_uint8, scale):
     """MATLAB-style bicubic downscale (basicsr ``imresize``), rounded to uint8."""
-    import srplugins  # noqa: F401  (stack fixes before basicsr is imported)
     from basicsr.utils.matlab_functions import imresize
+
+    import srplugins  # noqa: F401  (stack fixes before basicsr is imported)
     lr = imresize(img_rgb_uint8.astype(np.float64) / 255., 1. / scale)
     return np.clip(np.round(lr * 255.), 0, 255).astype(np.uint8)
 

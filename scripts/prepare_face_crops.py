@@ -10,12 +10,11 @@ Faces whose eye distance in the photo is below ``--min_eye_distance`` pixels are
 size would give blurry training targets. Undecodable files are skipped with a warning.
 """
 import argparse
+import numpy as np
 import os
 import os.path as osp
 import sys
 import warnings
-
-import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -32,8 +31,8 @@ def crop_faces(img, detector, size=512, min_eye_distance=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('-i', '--input', required=True, help='folder of photos (or one photo)')
     parser.add_argument('-o', '--output', required=True, help='folder for the aligned crops')
     parser.add_argument('--size', type=int, default=512, help='crop side')

@@ -24,12 +24,11 @@ Examples::
 """
 import argparse
 import csv
+import numpy as np
 import os
 import os.path as osp
 import re
 import sys
-
-import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -134,8 +133,13 @@ def process_folder(upscaler, input_dir, output_dir, gt_dir=None, name='SR', tile
 def mean_rows(rows):
     """One ``image='MEAN'`` row per method."""
     methods = list(dict.fromkeys(r['method'] for r in rows))
-    return [dict(image='MEAN', method=m, **{k: float(np.mean([r[k] for r in rows if r['method'] == m]))
-                                            for k in ('psnr', 'ssim')}) for m in methods]
+    return [
+        dict(
+            image='MEAN',
+            method=m,
+            **{k: float(np.mean([r[k] for r in rows if r['method'] == m]))
+               for k in ('psnr', 'ssim')}) for m in methods
+    ]
 
 
 def write_metrics(rows, output_dir, scale):
@@ -147,19 +151,23 @@ def write_metrics(rows, output_dir, scale):
         writer.writerow(['image', 'method', 'psnr', 'ssim'])
         for r in rows + means:
             writer.writerow([r['image'], r['method'], f'{r["psnr"]:.4f}', f'{r["ssim"]:.4f}'])
-    lines = [f'PSNR (dB) / SSIM: basicsr, Y channel, crop border {scale}, SR rounded to uint8.', '',
-             '| image | ' + ' | '.join(methods) + ' |', '|---|' + '---|' * len(methods)]
+    lines = [
+        f'PSNR (dB) / SSIM: basicsr, Y channel, crop border {scale}, SR rounded to uint8.', '',
+        '| image | ' + ' | '.join(methods) + ' |', '|---|' + '---|' * len(methods)
+    ]
     for stem in list(dict.fromkeys(r['image'] for r in rows + means)):
-        cells = [next(f'{r["psnr"]:.2f} / {r["ssim"]:.4f}' for r in rows + means
-                      if r['image'] == stem and r['method'] == m) for m in methods]
+        cells = [
+            next(f'{r["psnr"]:.2f} / {r["ssim"]:.4f}' for r in rows + means if r['image'] == stem and r['method'] == m)
+            for m in methods
+        ]
         lines.append(f'| {stem} | ' + ' | '.join(cells) + ' |')
     with open(osp.join(output_dir, 'metrics.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--opt', required=True, help='BasicSR option file with network_g (and path.pretrain_network_g)')
     parser.add_argument('--model_path', help='weights overriding path.pretrain_network_g')
     parser.add_argument('-i', '--input', required=True, help='folder of LR images')

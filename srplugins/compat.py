@@ -235,9 +235,10 @@ def load_resume_state(opt):
             opt['path']['resume_state'] = resume_state_path
         else:
             exp_root = opt['path'].get('experiments_root', osp.dirname(state_dir))
-            msg = (f'--auto_resume: no training state (<iter>.state) found in {state_dir}; starting from iteration 0. '
-                   + (f'The existing folder {exp_root} will be archived (renamed with _archived_<time>).'
-                      if osp.exists(exp_root) else ''))
+            msg = (
+                f'--auto_resume: no training state (<iter>.state) found in {state_dir}; starting from iteration 0. ' +
+                (f'The existing folder {exp_root} will be archived (renamed with _archived_<time>).'
+                 if osp.exists(exp_root) else ''))
             warnings.warn(msg, stacklevel=2)
             print(f'WARNING: {msg}', flush=True)
             get_root_logger().warning(msg)

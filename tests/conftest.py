@@ -6,10 +6,9 @@ named by ``SRPLUGINS_PRETRAINED_DIR``; the demo data comes from scikit-image's b
 import copy
 import os
 import os.path as osp
+import pytest
 import subprocess
 import sys
-
-import pytest
 import torch
 import yaml
 

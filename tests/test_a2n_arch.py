@@ -2,17 +2,16 @@
 forward written from the spec (a2n_srgan.md 1.1), ADM behaviour, gradients, img_range, and a short demo training."""
 import copy
 import os.path as osp
-import random
-from collections import OrderedDict
-
 import pytest
+import random
 import torch
 import yaml
+from basicsr.models import build_model
+from basicsr.utils.registry import ARCH_REGISTRY
+from collections import OrderedDict
 from torch.nn import functional as F
 
 import srplugins  # noqa: F401
-from basicsr.models import build_model
-from basicsr.utils.registry import ARCH_REGISTRY
 from srplugins.archs.a2n_arch import A2N
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -29,9 +28,8 @@ def official_layout(scale, nf=40, unf=24, nb=16, non_attention_kernel=3, in_ch=3
                   (p + 'attention.k2.weight', (nf, nf, 1, 1)), (p + 'attention.k2.bias', (nf, )),
                   (p + 'attention.k3.weight', (nf, nf, 3, 3)), (p + 'attention.k4.weight', (nf, nf, 3, 3)),
                   (p + 'non_attention.weight', (nf, nf, k, k)), (p + 'conv_last.weight', (nf, nf, 1, 1))]
-    table += [('trunk_conv.weight', (nf, nf, 3, 3)), ('trunk_conv.bias', (nf, )),
-              ('upconv1.weight', (unf, nf, 3, 3)), ('upconv1.bias', (unf, )),
-              ('att1.conv.weight', (unf, unf, 1, 1)), ('att1.conv.bias', (unf, )),
+    table += [('trunk_conv.weight', (nf, nf, 3, 3)), ('trunk_conv.bias', (nf, )), ('upconv1.weight', (unf, nf, 3, 3)),
+              ('upconv1.bias', (unf, )), ('att1.conv.weight', (unf, unf, 1, 1)), ('att1.conv.bias', (unf, )),
               ('HRconv1.weight', (unf, unf, 3, 3)), ('HRconv1.bias', (unf, ))]
     if scale == 4:
         table += [('upconv2.weight', (unf, unf, 3, 3)), ('upconv2.bias', (unf, )),
@@ -80,9 +78,21 @@ def test_a2n_m_variant(scale, num_params):
 def _test_opt(path, scale, **network):
     net_opt = {'type': 'A2N', 'num_in_ch': 3, 'num_out_ch': 3, 'upscale': scale}
     net_opt.update(network)
-    return {'name': 'a2n_load', 'model_type': 'SRModel', 'is_train': False, 'dist': False, 'num_gpu': 0,
-            'scale': scale, 'network_g': net_opt, 'val': None,
-            'path': {'pretrain_network_g': str(path), 'param_key_g': None, 'strict_load_g': True}}
+    return {
+        'name': 'a2n_load',
+        'model_type': 'SRModel',
+        'is_train': False,
+        'dist': False,
+        'num_gpu': 0,
+        'scale': scale,
+        'network_g': net_opt,
+        'val': None,
+        'path': {
+            'pretrain_network_g': str(path),
+            'param_key_g': None,
+            'strict_load_g': True
+        }
+    }
 
 
 @pytest.mark.parametrize('scale', [2, 4])
@@ -112,6 +122,7 @@ def test_loading_checkpoint_named_for_another_scale_is_an_error(tmp_path):
 
 def reference_forward(state, x255, scale, num_block, temperature=30.):
     """The official computation written out with functional ops from the spec text (input/output in 0..255)."""
+
     def conv(t, key, bias=True):
         w = state[key + '.weight']
         return F.conv2d(t, w, state.get(key + '.bias') if bias else None, padding=w.shape[-1] // 2)

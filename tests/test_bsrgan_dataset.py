@@ -30,8 +30,15 @@ def hr_folder(tmp_path):
 
 
 def _opt(folder, **kw):
-    opt = dict(name='t', type='BSRGANDataset', dataroot_gt=str(folder), io_backend={'type': 'disk'}, scale=2,
-               lq_patchsize=8, gt_size=20, phase='train')
+    opt = dict(
+        name='t',
+        type='BSRGANDataset',
+        dataroot_gt=str(folder),
+        io_backend={'type': 'disk'},
+        scale=2,
+        lq_patchsize=8,
+        gt_size=20,
+        phase='train')
     opt.update(kw)
     return opt
 
@@ -56,8 +63,8 @@ def test_sample_dict_shapes_rgb_order_and_modes(hr_folder):
 
 
 def test_bsrgan_plus_and_scale3(hr_folder):
-    ds = BSRGANDataset(_opt(hr_folder, degradation_type='bsrgan_plus', use_sharp=True, scale=3, lq_patchsize=6,
-                            gt_size=18))
+    ds = BSRGANDataset(
+        _opt(hr_folder, degradation_type='bsrgan_plus', use_sharp=True, scale=3, lq_patchsize=6, gt_size=18))
     item = ds[2]
     assert item['lq'].shape == (3, 6, 6) and item['gt'].shape == (3, 18, 18)
 

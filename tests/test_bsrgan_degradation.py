@@ -60,8 +60,9 @@ def test_shift_kernel_is_bilinear_with_clipping():
     # along x: k[y, x] = 4y + x -> 4y + min(x + 0.5, 3); along y the same
     expected = 4 * np.minimum(np.arange(4) + 0.5, 3)[:, None] + np.minimum(np.arange(4) + 0.5, 3)[None, :]
     np.testing.assert_allclose(out, expected)
-    np.testing.assert_allclose(bd.shift_kernel(k, 2, upper_left=False),
-                               4 * np.maximum(np.arange(4) - 0.5, 0)[:, None] + np.maximum(np.arange(4) - 0.5, 0))
+    np.testing.assert_allclose(
+        bd.shift_kernel(k, 2, upper_left=False),
+        4 * np.maximum(np.arange(4) - 0.5, 0)[:, None] + np.maximum(np.arange(4) - 0.5, 0))
 
 
 # ------------------------------------------------------------------------------------------------ convolution

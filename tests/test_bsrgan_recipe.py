@@ -2,8 +2,8 @@
 import glob
 import math
 import os.path as osp
-import re
 import pytest
+import re
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 import srplugins  # noqa: F401
@@ -17,8 +17,10 @@ OPTION_FILES = sorted(
 
 def test_option_files_exist():
     names = {osp.basename(p) for p in OPTION_FILES}
-    assert {'train_BSRNet_x4.yml', 'train_BSRGAN_x4.yml', 'train_BSRGAN_x4_kair.yml', 'train_BSRNet_x2.yml',
-            'train_BSRGAN_x2.yml', 'demo_BSRNet_x4.yml', 'demo_BSRGAN_x4.yml'} <= names
+    assert {
+        'train_BSRNet_x4.yml', 'train_BSRGAN_x4.yml', 'train_BSRGAN_x4_kair.yml', 'train_BSRNet_x2.yml',
+        'train_BSRGAN_x2.yml', 'demo_BSRNet_x4.yml', 'demo_BSRGAN_x4.yml'
+    } <= names
 
 
 @pytest.mark.parametrize('path', OPTION_FILES, ids=osp.basename)

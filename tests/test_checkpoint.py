@@ -1,17 +1,16 @@
 """Checkpoint detection / conversion: spandrel-style round trips (random weights in the official layout -> save ->
 detect -> convert -> strict load -> identical outputs and hyper-parameters) for every supported family."""
 import importlib.util
-import os.path as osp
-import re
-from collections import OrderedDict
-
 import numpy as np
+import os.path as osp
 import pytest
+import re
 import torch
-
-import srplugins  # noqa: F401
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.utils.registry import ARCH_REGISTRY
+from collections import OrderedDict
+
+import srplugins  # noqa: F401
 from srplugins.utils import checkpoint as ckpt
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -179,18 +178,36 @@ def test_dasr_discriminator_ambiguous_filter_needs_metadata_or_argument(tmp_path
 
     # the official DSN training file records fs_type / D_type next to both state dicts
     gen = _arch('DASRDownsampler')(num_feat=8, num_block=1)
-    training = _save(tmp_path, 'last_iteration.tar', {
-        'epoch': 1, 'iteration': 10, 'fs_type': 'avg_pool', 'fs_kernel_size': 5, 'D_type': 'FSD',
-        'model_g_state_dict': gen.state_dict(), 'models_d_state_dict': net.state_dict()})
+    training = _save(
+        tmp_path, 'last_iteration.tar', {
+            'epoch': 1,
+            'iteration': 10,
+            'fs_type': 'avg_pool',
+            'fs_kernel_size': 5,
+            'D_type': 'FSD',
+            'model_g_state_dict': gen.state_dict(),
+            'models_d_state_dict': net.state_dict()
+        })
     assert ckpt.load_checkpoint(training).family == 'dasr_downsampler'
     info = ckpt.load_checkpoint(training, param_key='models_d_state_dict')
     assert info.arch_opt['filter_type'] == 'avg_pool'
     _same_outputs(net, info)
 
     # srplugins' own DSN bundle (DASRDownsamplerModel.save_dsn_bundle): params_g / params_d + network_g / network_d
-    bundle = _save(tmp_path, 'dsn_latest.pth', {
-        'format': 1, 'iter': 10, 'scale': 4, 'network_g': {'type': 'DASRDownsampler', 'num_feat': 8, 'num_block': 1},
-        'network_d': net.config(), 'params_g': gen.state_dict(), 'params_d': net.state_dict()})
+    bundle = _save(
+        tmp_path, 'dsn_latest.pth', {
+            'format': 1,
+            'iter': 10,
+            'scale': 4,
+            'network_g': {
+                'type': 'DASRDownsampler',
+                'num_feat': 8,
+                'num_block': 1
+            },
+            'network_d': net.config(),
+            'params_g': gen.state_dict(),
+            'params_d': net.state_dict()
+        })
     assert ckpt.load_checkpoint(bundle).family == 'dasr_downsampler'
     info = ckpt.load_checkpoint(bundle, param_key='params_d')
     assert info.arch_opt['filter_type'] == 'avg_pool'
@@ -299,8 +316,8 @@ def test_convert_checkpoint_roundtrip_and_script(tmp_path, capsys):
     net = _a2n(2)
     src = _save(tmp_path, 'aan_x2.pt', net.state_dict())
     dst = str(tmp_path / 'out' / 'A2N.pth')
-    spec = importlib.util.spec_from_file_location('convert_checkpoint', osp.join(ROOT, 'scripts',
-                                                                                 'convert_checkpoint.py'))
+    spec = importlib.util.spec_from_file_location('convert_checkpoint',
+                                                  osp.join(ROOT, 'scripts', 'convert_checkpoint.py'))
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main([src, dst]) == 0
@@ -309,8 +326,8 @@ def test_convert_checkpoint_roundtrip_and_script(tmp_path, capsys):
 
     saved = torch.load(dst, map_location='cpu', weights_only=True)
     assert set(saved) == {'params', 'srplugins_arch', 'srplugins_info'}
-    assert saved['srplugins_arch'] == dict(type='A2N', num_in_ch=3, num_out_ch=3, num_feat=8, num_up_feat=4,
-                                           num_block=2, upscale=2)
+    assert saved['srplugins_arch'] == dict(
+        type='A2N', num_in_ch=3, num_out_ch=3, num_feat=8, num_up_feat=4, num_block=2, upscale=2)
     # BasicSR's own loading path: network_g from the recorded options, strict load of 'params'
     opt = dict(saved['srplugins_arch'])
     rebuilt = ARCH_REGISTRY.get(opt.pop('type'))(**opt)

@@ -1,12 +1,11 @@
 """Each stack fix of srplugins.compat: what breaks without it, and that it works with it."""
 import json
+import numpy as np
 import os
+import pytest
 import subprocess
 import sys
 import textwrap
-
-import numpy as np
-import pytest
 import torch
 
 from srplugins import compat
@@ -101,8 +100,8 @@ def test_pkg_resources_stand_in_only_when_missing():
 
 @pytest.mark.parametrize('argv, expected', [
     (['--local-rank=1', '-opt', 'x.yml'], ['--local_rank=1', '-opt', 'x.yml']),
-    (['-opt', 'x.yml', '--local-rank', '3', '--launcher', 'pytorch'],
-     ['-opt', 'x.yml', '--local_rank', '3', '--launcher', 'pytorch']),
+    (['-opt', 'x.yml', '--local-rank', '3', '--launcher', 'pytorch'
+      ], ['-opt', 'x.yml', '--local_rank', '3', '--launcher', 'pytorch']),
     (['--local_rank=0', '-opt', 'x.yml'], ['--local_rank=0', '-opt', 'x.yml']),
     (['-opt', 'my--local-rank=1.yml'], ['-opt', 'my--local-rank=1.yml']),
 ])
@@ -254,13 +253,29 @@ def test_checkpoint_scale_in_file_name():
 
 
 def test_load_network_reports_scale_mismatch_and_missing_file(tmp_path):
-    from basicsr.models import build_model
     from basicsr.archs.srresnet_arch import MSRResNet
+    from basicsr.models import build_model
     path = tmp_path / 'msrresnet_x3.pth'
     torch.save({'params': MSRResNet(num_feat=4, num_block=1, upscale=2).state_dict()}, path)
-    opt = {'name': 'x', 'model_type': 'SRModel', 'is_train': False, 'dist': False, 'num_gpu': 0, 'scale': 2,
-           'network_g': {'type': 'MSRResNet', 'num_feat': 4, 'num_block': 1, 'upscale': 2},
-           'path': {'pretrain_network_g': str(path), 'strict_load_g': True}, 'val': None}
+    opt = {
+        'name': 'x',
+        'model_type': 'SRModel',
+        'is_train': False,
+        'dist': False,
+        'num_gpu': 0,
+        'scale': 2,
+        'network_g': {
+            'type': 'MSRResNet',
+            'num_feat': 4,
+            'num_block': 1,
+            'upscale': 2
+        },
+        'path': {
+            'pretrain_network_g': str(path),
+            'strict_load_g': True
+        },
+        'val': None
+    }
     with pytest.raises(ValueError, match='x3'):
         build_model(opt)
     opt['path']['pretrain_network_g'] = str(tmp_path / 'missing_x2.pth')

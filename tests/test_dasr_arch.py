@@ -1,6 +1,5 @@
 """Tests for srplugins.archs.dasr_arch: official key layouts, strict loads, shapes."""
 import math
-
 import pytest
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -47,21 +46,36 @@ def official_discriminator_layout(filter_type, norm, d_arch='fsd', cat_or_sum='c
     if filter_type == 'gau':
         layout['filter.filter_low.filter.gaussian_filter.weight'] = (3, 1, 5, 5)
     elif filter_type == 'wavelet':
-        layout.update({'DWT2.h0_col': (1, 1, 2, 1), 'DWT2.h1_col': (1, 1, 2, 1),
-                       'DWT2.h0_row': (1, 1, 1, 2), 'DWT2.h1_row': (1, 1, 1, 2)})
+        layout.update({
+            'DWT2.h0_col': (1, 1, 2, 1),
+            'DWT2.h1_col': (1, 1, 2, 1),
+            'DWT2.h0_row': (1, 1, 1, 2),
+            'DWT2.h1_row': (1, 1, 1, 2)
+        })
         in_ch = 9 if cat_or_sum == 'cat' else 3
     if d_arch == 'fsd':
-        layout.update({'net.net.0.weight': (64, in_ch, 5, 5), 'net.net.0.bias': (64, ),
-                       'net.net.2.weight': (128, 64, 5, 5), 'net.net.2.bias': (128, ),
-                       'net.net.5.weight': (256, 128, 5, 5), 'net.net.5.bias': (256, ),
-                       'net.net.8.weight': (1, 256, 1, 1), 'net.net.8.bias': (1, )})
+        layout.update({
+            'net.net.0.weight': (64, in_ch, 5, 5),
+            'net.net.0.bias': (64, ),
+            'net.net.2.weight': (128, 64, 5, 5),
+            'net.net.2.bias': (128, ),
+            'net.net.5.weight': (256, 128, 5, 5),
+            'net.net.5.bias': (256, ),
+            'net.net.8.weight': (1, 256, 1, 1),
+            'net.net.8.bias': (1, )
+        })
         if norm == 'batch':
             layout.update(_bn('net.net.3', 128))
             layout.update(_bn('net.net.6', 256))
     else:
-        layout.update({'net.model.0.weight': (64, in_ch, 4, 4), 'net.model.0.bias': (64, ),
-                       'net.model.2.weight': (128, 64, 4, 4), 'net.model.5.weight': (256, 128, 4, 4),
-                       'net.model.8.weight': (1, 256, 4, 4), 'net.model.8.bias': (1, )})
+        layout.update({
+            'net.model.0.weight': (64, in_ch, 4, 4),
+            'net.model.0.bias': (64, ),
+            'net.model.2.weight': (128, 64, 4, 4),
+            'net.model.5.weight': (256, 128, 4, 4),
+            'net.model.8.weight': (1, 256, 4, 4),
+            'net.model.8.bias': (1, )
+        })
         if norm == 'batch':  # convs followed by BatchNorm have no bias
             layout.update(_bn('net.model.3', 128))
             layout.update(_bn('net.model.6', 256))
@@ -172,8 +186,14 @@ def test_wavelet_buffers_match_pytorch_wavelets():
 
 def test_patch_discriminator_official_layout():
     net = DASRPatchDiscriminator(num_in_ch=9)
-    layout = {'model.0.weight': (64, 9, 4, 4), 'model.0.bias': (64, ), 'model.2.weight': (128, 64, 4, 4),
-              'model.5.weight': (256, 128, 4, 4), 'model.8.weight': (1, 256, 4, 4), 'model.8.bias': (1, )}
+    layout = {
+        'model.0.weight': (64, 9, 4, 4),
+        'model.0.bias': (64, ),
+        'model.2.weight': (128, 64, 4, 4),
+        'model.5.weight': (256, 128, 4, 4),
+        'model.8.weight': (1, 256, 4, 4),
+        'model.8.bias': (1, )
+    }
     assert _shapes(net) == layout
     assert sum(p.numel() for p in net.parameters()) == 668737
     assert sum(p.numel() for p in DASRPatchDiscriminator(num_in_ch=3).parameters()) == 662593

@@ -1,11 +1,10 @@
 """Tests for srplugins.data.dasr_dataset."""
-import os.path as osp
-import random
-import warnings
-
 import numpy as np
+import os.path as osp
 import pytest
+import random
 import torch
+import warnings
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image
@@ -55,8 +54,14 @@ def test_unpaired_dataset(tmp_path):
     for i in range(3):
         _save(_rand_img(rng, 12, 14), tmp_path / 'lr' / f'{i}.png')
     _save(_rand_img(rng, 12, 12, 4), tmp_path / 'lr' / 'rgba.png')
-    opt = dict(dataroot_lq=str(tmp_path / 'lr'), dataroot_gt=str(tmp_path / 'hr'), scale=4, gt_size=32,
-               use_flip=True, use_rot=True, phase='train')
+    opt = dict(
+        dataroot_lq=str(tmp_path / 'lr'),
+        dataroot_gt=str(tmp_path / 'hr'),
+        scale=4,
+        gt_size=32,
+        use_flip=True,
+        use_rot=True,
+        phase='train')
     ds = DASRUnpairedDataset(opt)
     assert len(ds) == 4  # number of real LR (source) images
     random.seed(0)
@@ -93,9 +98,16 @@ def _make_paired(tmp_path, stems=('x', 'y'), ddm_half=False):
         np.save(tmp_path / 'ddm' / f'{stem}.npy', ddm)
     for i in range(2):
         _save(rng.integers(0, 256, size=(10, 11, 3)).astype(np.uint8), tmp_path / 'real' / f'r{i}.png')
-    return dict(dataroot_gt=str(tmp_path / 'hr'), dataroot_lq=str(tmp_path / 'lq'),
-                dataroot_ddm=str(tmp_path / 'ddm'), dataroot_lq_real=str(tmp_path / 'real'), scale=4, gt_size=16,
-                use_hflip=True, use_rot=True, phase='train')
+    return dict(
+        dataroot_gt=str(tmp_path / 'hr'),
+        dataroot_lq=str(tmp_path / 'lq'),
+        dataroot_ddm=str(tmp_path / 'ddm'),
+        dataroot_lq_real=str(tmp_path / 'real'),
+        scale=4,
+        gt_size=16,
+        use_hflip=True,
+        use_rot=True,
+        phase='train')
 
 
 def test_paired_dataset_crops_align(tmp_path):

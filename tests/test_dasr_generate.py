@@ -1,8 +1,7 @@
 """Tests for scripts/dasr_generate_data.py (DASR step 2: generated LR + domain-distance maps)."""
 import importlib.util
-import os.path as osp
-
 import numpy as np
+import os.path as osp
 import pytest
 import torch
 from PIL import Image
@@ -15,8 +14,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 @pytest.fixture(scope='module')
 def gen():
-    spec = importlib.util.spec_from_file_location('dasr_generate_data', osp.join(ROOT, 'scripts',
-                                                                                 'dasr_generate_data.py'))
+    spec = importlib.util.spec_from_file_location('dasr_generate_data',
+                                                  osp.join(ROOT, 'scripts', 'dasr_generate_data.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -28,8 +27,16 @@ def _bundle(path, filter_type='gau', norm='batch'):
     net_g = DASRDownsampler(**{k: v for k, v in g_opt.items() if k != 'type'})
     net_d = DASRFSDiscriminator(filter_type=filter_type, norm=norm)
     net_d.eval()
-    torch.save({'format': 'srplugins.DASR.dsn.v1', 'iter': 1, 'scale': 4, 'network_g': g_opt,
-                'network_d': net_d.config(), 'params_g': net_g.state_dict(), 'params_d': net_d.state_dict()}, path)
+    torch.save(
+        {
+            'format': 'srplugins.DASR.dsn.v1',
+            'iter': 1,
+            'scale': 4,
+            'network_g': g_opt,
+            'network_d': net_d.config(),
+            'params_g': net_g.state_dict(),
+            'params_d': net_d.state_dict()
+        }, path)
     return net_g.eval(), net_d
 
 
@@ -100,8 +107,15 @@ def test_generate_refuses_mismatched_folders(tmp_path, gen):
 def test_official_dsn_checkpoint_is_rebuilt(tmp_path, gen, filter_type, norm, d_type):
     net_g = DASRDownsampler(scale=2, num_block=2)
     net_d = DASRFSDiscriminator(filter_type=filter_type, norm=norm, d_arch=d_type.lower())
-    official = {'epoch': 5, 'iteration': 100, 'fs_type': filter_type, 'fs_kernel_size': 5, 'D_type': d_type,
-                'model_g_state_dict': net_g.state_dict(), 'models_d_state_dict': net_d.state_dict()}
+    official = {
+        'epoch': 5,
+        'iteration': 100,
+        'fs_type': filter_type,
+        'fs_kernel_size': 5,
+        'D_type': d_type,
+        'model_g_state_dict': net_g.state_dict(),
+        'models_d_state_dict': net_d.state_dict()
+    }
     torch.save(official, tmp_path / 'last_iteration.tar')
     loaded_g, loaded_d, info = gen.load_dsn(str(tmp_path / 'last_iteration.tar'))
     assert info['network_g']['scale'] == 2 and info['network_g']['num_block'] == 2

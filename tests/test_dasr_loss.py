@@ -66,8 +66,8 @@ def test_gan_on_logits_equals_official_log_loss():
     assert isinstance(gan, GANLoss)
     logits = torch.linspace(-6, 6, 25).view(1, 1, 5, 5)
     prob = torch.sigmoid(logits)
-    torch.testing.assert_close(gan(logits, True, is_disc=False), 0.005 * (-torch.log(prob + 1e-8)).mean(),
-                               atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(
+        gan(logits, True, is_disc=False), 0.005 * (-torch.log(prob + 1e-8)).mean(), atol=1e-6, rtol=1e-4)
     d_loss = gan(logits, True, is_disc=True) + gan(-logits, False, is_disc=True)
     official = (-torch.log(prob + 1e-8)).mean() + (-torch.log(1 - torch.sigmoid(-logits) + 1e-8)).mean()
     torch.testing.assert_close(d_loss, official, atol=1e-5, rtol=1e-4)

@@ -3,12 +3,11 @@ import copy
 import glob
 import importlib.util
 import math
+import numpy as np
 import os
 import os.path as osp
-import re
-
-import numpy as np
 import pytest
+import re
 import torch
 from basicsr.models import build_model
 from basicsr.utils.registry import MODEL_REGISTRY
@@ -41,10 +40,21 @@ def _base_opt(tmp_path, model_type):
     models.mkdir(exist_ok=True)
     (tmp_path / 'states').mkdir(exist_ok=True)
     return {
-        'name': 'dasr_test', 'model_type': model_type, 'scale': 4, 'num_gpu': 0, 'is_train': True, 'dist': False,
-        'rank': 0, 'world_size': 1,
-        'path': {'models': str(models), 'training_states': str(tmp_path / 'states'), 'pretrain_network_g': None},
-        'val': {}, 'logger': {}
+        'name': 'dasr_test',
+        'model_type': model_type,
+        'scale': 4,
+        'num_gpu': 0,
+        'is_train': True,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'path': {
+            'models': str(models),
+            'training_states': str(tmp_path / 'states'),
+            'pretrain_network_g': None
+        },
+        'val': {},
+        'logger': {}
     }
 
 
@@ -54,9 +64,21 @@ def dsn_opt(tmp_path):
     opt['network_d'] = {'type': 'DASRFSDiscriminator', 'filter_type': 'wavelet', 'norm': 'instance', 'num_feat': 8}
     opt['train'] = {
         'perceptual_opt': None,  # LPIPS runs in test_pipeline_through_train_py (official default there)
-        'optim_g': {'type': 'Adam', 'lr': 5e-3, 'betas': [0.5, 0.999]},
-        'optim_d': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.5, 0.999]},
-        'scheduler': {'type': 'LinearDecayLR', 'start_iter': 10, 'total_iter': 30},
+        'optim_g': {
+            'type': 'Adam',
+            'lr': 5e-3,
+            'betas': [0.5, 0.999]
+        },
+        'optim_d': {
+            'type': 'Adam',
+            'lr': 1e-4,
+            'betas': [0.5, 0.999]
+        },
+        'scheduler': {
+            'type': 'LinearDecayLR',
+            'start_iter': 10,
+            'total_iter': 30
+        },
         'total_iter': 30,
     }
     return opt
@@ -64,27 +86,65 @@ def dsn_opt(tmp_path):
 
 def sr_opt(tmp_path):
     opt = _base_opt(tmp_path, 'DASRModel')
-    opt['network_g'] = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
-                        'num_grow_ch': 4}
+    opt['network_g'] = {
+        'type': 'RRDBNet',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'num_feat': 8,
+        'num_block': 1,
+        'num_grow_ch': 4
+    }
     opt['network_d'] = {'type': 'DASRPatchDiscriminator', 'num_in_ch': 9, 'num_feat': 8}
     opt['train'] = {
-        'optim_g': {'type': 'Adam', 'lr': 5e-3, 'betas': [0.9, 0.999]},
-        'optim_d': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.999]},
-        'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
+        'optim_g': {
+            'type': 'Adam',
+            'lr': 5e-3,
+            'betas': [0.9, 0.999]
+        },
+        'optim_d': {
+            'type': 'Adam',
+            'lr': 1e-4,
+            'betas': [0.9, 0.999]
+        },
+        'scheduler': {
+            'type': 'MultiStepLR',
+            'milestones': [1000],
+            'gamma': 0.5
+        },
         'total_iter': 30,
-        'fs': {'type': 'wavelet', 'norm': True},
-        'pixel_opt': {'type': 'DomainDistanceWeightedL1Loss', 'loss_weight': 1.0},
-        'pixel_ll_opt': {'type': 'LowFrequencyL1Loss', 'loss_weight': 1.0},
-        'perceptual_opt': {'type': 'LPIPSLoss', 'loss_weight': 1.0},
-        'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla', 'loss_weight': 5e-3},
+        'fs': {
+            'type': 'wavelet',
+            'norm': True
+        },
+        'pixel_opt': {
+            'type': 'DomainDistanceWeightedL1Loss',
+            'loss_weight': 1.0
+        },
+        'pixel_ll_opt': {
+            'type': 'LowFrequencyL1Loss',
+            'loss_weight': 1.0
+        },
+        'perceptual_opt': {
+            'type': 'LPIPSLoss',
+            'loss_weight': 1.0
+        },
+        'gan_opt': {
+            'type': 'GANLoss',
+            'gan_type': 'vanilla',
+            'loss_weight': 5e-3
+        },
     }
     return opt
 
 
 def _dsn_batch(tmp_path):
     from srplugins.data.dasr_dataset import DASRUnpairedDataset
-    ds = DASRUnpairedDataset({'dataroot_lq': _write(tmp_path / 'real', 2, 40, 40, 1),
-                              'dataroot_gt': _write(tmp_path / 'hr', 2, 70, 75, 2), 'gt_size': 64, 'scale': 4})
+    ds = DASRUnpairedDataset({
+        'dataroot_lq': _write(tmp_path / 'real', 2, 40, 40, 1),
+        'dataroot_gt': _write(tmp_path / 'hr', 2, 70, 75, 2),
+        'gt_size': 64,
+        'scale': 4
+    })
     items = [ds[i] for i in range(2)]
     return {k: torch.stack([it[k] for it in items]) for k in ('gt', 'lq_bicubic', 'lq_real')}
 
@@ -152,8 +212,8 @@ def test_dsn_model_option_errors(tmp_path):
 
 def _sr_batch(num=2, lq=8):
     torch.manual_seed(1)
-    gt = torch.nn.functional.interpolate(torch.rand(num, 3, lq // 2, lq // 2), scale_factor=8, mode='bicubic',
-                                         align_corners=False).clamp(0, 1)
+    gt = torch.nn.functional.interpolate(
+        torch.rand(num, 3, lq // 2, lq // 2), scale_factor=8, mode='bicubic', align_corners=False).clamp(0, 1)
     return {
         'lq': torch.nn.functional.avg_pool2d(gt, 4),
         'gt': gt,
@@ -209,8 +269,8 @@ def test_sr_model_weighting_semantics(tmp_path):
 
 
 def _load_generate():
-    spec = importlib.util.spec_from_file_location('dasr_generate_data', osp.join(ROOT, 'scripts',
-                                                                                 'dasr_generate_data.py'))
+    spec = importlib.util.spec_from_file_location('dasr_generate_data',
+                                                  osp.join(ROOT, 'scripts', 'dasr_generate_data.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -227,8 +287,17 @@ def test_pipeline_dsn_generate_sr(tmp_path, alexnet_weights, run_train):
     val_lr = data / 'val_lr'
     val_lr.mkdir()
     Image.open(osp.join(val_hr, '0.png')).resize((12, 12), Image.BICUBIC).save(val_lr / '0.png')
-    val = {'name': 'val', 'type': 'PairedImageDataset', 'dataroot_gt': val_hr, 'dataroot_lq': str(val_lr),
-           'io_backend': {'type': 'disk'}, 'phase': 'val', 'scale': 4}
+    val = {
+        'name': 'val',
+        'type': 'PairedImageDataset',
+        'dataroot_gt': val_hr,
+        'dataroot_lq': str(val_lr),
+        'io_backend': {
+            'type': 'disk'
+        },
+        'phase': 'val',
+        'scale': 4
+    }
     psnr = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}
 
     # stage 1 in-process: no col / perceptual / gan options -> the official defaults (LPIPS alex 0.01 included)
@@ -239,10 +308,25 @@ def test_pipeline_dsn_generate_sr(tmp_path, alexnet_weights, run_train):
     opt['val'] = {'metrics': psnr}
     model = build_model(opt)
     assert model.cri_perceptual.loss_weight == 0.01 and model.optimizer_g.defaults['betas'] == (0.5, 0.999)
-    train_set = build_dataset({'name': 'unpaired', 'type': 'DASRUnpairedDataset', 'dataroot_lq': real,
-                               'dataroot_gt': hr, 'gt_size': 128, 'scale': 4, 'phase': 'train'})
-    loader = build_dataloader(train_set, {'phase': 'train', 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2,
-                                          'use_shuffle': True}, num_gpu=0, dist=False, seed=0)
+    train_set = build_dataset({
+        'name': 'unpaired',
+        'type': 'DASRUnpairedDataset',
+        'dataroot_lq': real,
+        'dataroot_gt': hr,
+        'gt_size': 128,
+        'scale': 4,
+        'phase': 'train'
+    })
+    loader = build_dataloader(
+        train_set, {
+            'phase': 'train',
+            'num_worker_per_gpu': 0,
+            'batch_size_per_gpu': 2,
+            'use_shuffle': True
+        },
+        num_gpu=0,
+        dist=False,
+        seed=0)
     for it, batch in enumerate(loader, start=1):
         model.feed_data(batch)
         model.optimize_parameters(it)
@@ -255,26 +339,69 @@ def test_pipeline_dsn_generate_sr(tmp_path, alexnet_weights, run_train):
     model.save(epoch=0, current_iter=-1)
 
     generated = tmp_path / 'generated'
-    stems = _load_generate().generate(str(tmp_path / 'models' / 'dsn_latest.pth'), hr, str(generated),
-                                      progress=False)
+    stems = _load_generate().generate(str(tmp_path / 'models' / 'dsn_latest.pth'), hr, str(generated), progress=False)
     assert stems == ['0', '1']
 
     # stage 3 through srplugins/train.py
-    sr = {'name': 'dasr_sr_test', 'model_type': 'DASRModel', 'num_gpu': 0, 'manual_seed': 0, 'scale': 4,
-          'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-          'val': {'val_freq': 4, 'save_img': False, 'metrics': psnr},
-          'logger': {'print_freq': 1, 'save_checkpoint_freq': 4, 'use_tb_logger': False,
-                     'wandb': {'project': None, 'resume_id': None}},
-          'dist_params': {'backend': 'gloo', 'port': 29500}}
-    sr['network_g'] = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 4, 'num_block': 1,
-                       'num_grow_ch': 4}
+    sr = {
+        'name': 'dasr_sr_test',
+        'model_type': 'DASRModel',
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'scale': 4,
+        'path': {
+            'pretrain_network_g': None,
+            'strict_load_g': True,
+            'resume_state': None
+        },
+        'val': {
+            'val_freq': 4,
+            'save_img': False,
+            'metrics': psnr
+        },
+        'logger': {
+            'print_freq': 1,
+            'save_checkpoint_freq': 4,
+            'use_tb_logger': False,
+            'wandb': {
+                'project': None,
+                'resume_id': None
+            }
+        },
+        'dist_params': {
+            'backend': 'gloo',
+            'port': 29500
+        }
+    }
+    sr['network_g'] = {
+        'type': 'RRDBNet',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'num_feat': 4,
+        'num_block': 1,
+        'num_grow_ch': 4
+    }
     sr['network_d'] = {'type': 'DASRPatchDiscriminator', 'num_in_ch': 9, 'num_feat': 4}
     sr['datasets'] = {
-        'train': {'name': 'dasr', 'type': 'DASRPairedDataset', 'dataroot_gt': hr, 'dataroot_lq': str(generated / 'lq'),
-                  'dataroot_ddm': str(generated / 'ddm'), 'dataroot_lq_real': real, 'gt_size': 32,
-                  'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 2,
-                  'prefetch_mode': None},
-        'val': {k: v for k, v in val.items() if k not in ('phase', 'scale')}}
+        'train': {
+            'name': 'dasr',
+            'type': 'DASRPairedDataset',
+            'dataroot_gt': hr,
+            'dataroot_lq': str(generated / 'lq'),
+            'dataroot_ddm': str(generated / 'ddm'),
+            'dataroot_lq_real': real,
+            'gt_size': 32,
+            'use_shuffle': True,
+            'num_worker_per_gpu': 0,
+            'batch_size_per_gpu': 2,
+            'dataset_enlarge_ratio': 2,
+            'prefetch_mode': None
+        },
+        'val': {
+            k: v
+            for k, v in val.items() if k not in ('phase', 'scale')
+        }
+    }
     sr['train'] = copy.deepcopy(sr_opt(tmp_path)['train'])
     sr['train'].update(total_iter=4, warmup_iter=-1)
     result = run_train(sr, tmp_path)

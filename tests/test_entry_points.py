@@ -1,12 +1,11 @@
 """The real entry points in subprocesses: CPU training, exact resume, 2-process DDP (launch and torchrun), demo."""
-import os
-import os.path as osp
-import re
-import sys
-
 import cv2
 import numpy as np
+import os
+import os.path as osp
 import pytest
+import re
+import sys
 import torch
 
 from tests.conftest import REPO_ROOT, load_option, write_option
@@ -46,26 +45,77 @@ def _tiny_option(data, name, total_iter, scale=2, batch_size=2):
         'manual_seed': 10,
         'datasets': {
             # gt_size = image size and no flips: the data is deterministic, so a resumed run must equal a straight one
-            'train': dict(dataset, name='tiny', gt_size=32, use_hflip=False, use_rot=False, num_worker_per_gpu=0,
-                          batch_size_per_gpu=batch_size, dataset_enlarge_ratio=1, prefetch_mode=None),
-            'val': dict(dataset, name='tiny_val'),
+            'train':
+            dict(
+                dataset,
+                name='tiny',
+                gt_size=32,
+                use_hflip=False,
+                use_rot=False,
+                num_worker_per_gpu=0,
+                batch_size_per_gpu=batch_size,
+                dataset_enlarge_ratio=1,
+                prefetch_mode=None),
+            'val':
+            dict(dataset, name='tiny_val'),
         },
-        'network_g': {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
-                      'upscale': scale},
-        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'network_g': {
+            'type': 'MSRResNet',
+            'num_in_ch': 3,
+            'num_out_ch': 3,
+            'num_feat': 8,
+            'num_block': 1,
+            'upscale': scale
+        },
+        'path': {
+            'pretrain_network_g': None,
+            'strict_load_g': True,
+            'resume_state': None
+        },
         'train': {
             'ema_decay': 0.9,
-            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.99]},
-            'scheduler': {'type': 'MultiStepLR', 'milestones': [3], 'gamma': 0.5},
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-3,
+                'betas': [0.9, 0.99]
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [3],
+                'gamma': 0.5
+            },
             'total_iter': total_iter,
             'warmup_iter': -1,
-            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+            'pixel_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 1.0,
+                'reduction': 'mean'
+            },
         },
-        'val': {'val_freq': 2, 'save_img': False,
-                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}}},
-        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False,
-                   'wandb': {'project': None, 'resume_id': None}},
-        'dist_params': {'backend': 'gloo', 'port': 29500},
+        'val': {
+            'val_freq': 2,
+            'save_img': False,
+            'metrics': {
+                'psnr': {
+                    'type': 'calculate_psnr',
+                    'crop_border': 2,
+                    'test_y_channel': True
+                }
+            }
+        },
+        'logger': {
+            'print_freq': 1,
+            'save_checkpoint_freq': 2,
+            'use_tb_logger': False,
+            'wandb': {
+                'project': None,
+                'resume_id': None
+            }
+        },
+        'dist_params': {
+            'backend': 'gloo',
+            'port': 29500
+        },
     }
 
 
@@ -178,6 +228,7 @@ def test_demo_smoke(tmp_path, run_train, demo_data):
 def test_console_module_entry(tmp_path):
     """``python -m srplugins.train -h`` shows basicsr's options (the module entry point works)."""
     import subprocess
+
     from tests.conftest import _subprocess_env
     proc = subprocess.run([sys.executable, '-m', 'srplugins.train', '-h'],
                           cwd=str(tmp_path),

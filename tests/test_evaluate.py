@@ -1,11 +1,10 @@
 """scripts/evaluate.py: the report holds the right numbers for images with a known PSNR, and the figure is written."""
 import csv
+import cv2
 import importlib.util
 import math
-import os.path as osp
-
-import cv2
 import numpy as np
+import os.path as osp
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -35,9 +34,12 @@ def test_report_numbers_and_figure(tmp_path, alexnet_weights):
         cv2.imwrite(str(lr_dir / f'{stem}.png'), cv2.resize(gt, (10, 12), interpolation=cv2.INTER_AREA))
 
     out = tmp_path / 'report'
-    code = _script().main(['--gt', str(gt_dir), '--lr', str(lr_dir), '--sr', f'Offset={sr_dir}',
-                           '--sr', f'Same={same_dir}', '--scale', '4', '--dataset', 'toy', '-o', str(out),
-                           '--name', 'toy', '--crop_size', '16'])
+    code = _script().main([
+        '--gt',
+        str(gt_dir), '--lr',
+        str(lr_dir), '--sr', f'Offset={sr_dir}', '--sr', f'Same={same_dir}', '--scale', '4', '--dataset', 'toy', '-o',
+        str(out), '--name', 'toy', '--crop_size', '16'
+    ])
     assert code == 0
 
     with open(out / 'toy.csv') as f:

@@ -1,9 +1,8 @@
 """Face-aware enhancement driven by given landmarks (no detector weights): alignment, paste-back, CLI plumbing."""
-import sys
-
 import cv2
 import numpy as np
 import pytest
+import sys
 import torch
 from torch import nn
 
@@ -71,8 +70,8 @@ def test_process_paths_with_face_enhancer(tmp_path):
             return torch.ones_like(nn.functional.interpolate(x, scale_factor=4))
 
     faces = FaceEnhancer(Upscaler(White(), 4, device='cpu'), detector=lambda image: [landmarks], face_size=64)
-    result = process_paths(background_net, [str(tmp_path / 'portrait.png')], str(tmp_path / 'out'), progress=False,
-                           face_enhancer=faces)
+    result = process_paths(
+        background_net, [str(tmp_path / 'portrait.png')], str(tmp_path / 'out'), progress=False, face_enhancer=faces)
     out = read_image(result['written'][0])
     nose = np.round(landmarks[2] * 2 + 0.5).astype(int)
     assert out.shape == (128, 128, 3) and (out[nose[1], nose[0]] == 255).all()

@@ -1,16 +1,15 @@
 """Inference: tiles vs whole image, size multiples, outscale, image modes and depths, folder handling, failures."""
-import os
-
 import cv2
 import numpy as np
+import os
 import pytest
 import torch
+from basicsr.archs.rrdbnet_arch import RRDBNet
+from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
 import srplugins  # noqa: F401
-from basicsr.archs.rrdbnet_arch import RRDBNet
-from basicsr.utils.registry import ARCH_REGISTRY
 from srplugins.utils.inference import TileInferenceError, Upscaler, enhance, main, read_image, run_network, write_image
 
 
@@ -184,8 +183,11 @@ def test_cli_folder_with_modes_and_broken_entries(tmp_path, capsys):
 
     out_dir = tmp_path / 'out'
     with pytest.warns(UserWarning, match='Skipping'):
-        code = main(['-i', str(src), '-o', str(out_dir), '--model_path', model_path, '--quiet', '--tile', '4',
-                     '--tile_pad', '4'])
+        code = main([
+            '-i',
+            str(src), '-o',
+            str(out_dir), '--model_path', model_path, '--quiet', '--tile', '4', '--tile_pad', '4'
+        ])
     assert code == 0
     printed = capsys.readouterr().out
     assert 'written: 4 file(s)' in printed and 'skipped: 3' in printed and 'precision: float32' in printed
@@ -211,8 +213,12 @@ def test_cli_option_file_and_errors(tmp_path, capsys):
                    f'path:\n  pretrain_network_g: {model_path}\n  param_key_g: params_ema\n')
     img_path = tmp_path / 'a.png'
     cv2.imwrite(str(img_path), np.full((5, 7, 3), 100, np.uint8))
-    assert main(['-i', str(img_path), '-o', str(tmp_path / 'o'), '--opt', str(opt), '--quiet', '-s', '3',
-                 '--suffix', '', '--ext', 'png']) == 0
+    assert main([
+        '-i',
+        str(img_path), '-o',
+        str(tmp_path / 'o'), '--opt',
+        str(opt), '--quiet', '-s', '3', '--suffix', '', '--ext', 'png'
+    ]) == 0
     assert read_image(str(tmp_path / 'o' / 'a.png')).shape == (15, 21, 3)
 
     disc = ARCH_REGISTRY.get('UNetDiscriminatorSN_basicsr')(3, num_feat=4)

@@ -1,14 +1,13 @@
 """calculate_lpips: equals the lpips package's own result, BasicSR signature / registry, cached network."""
-import shutil
-import warnings
-
 import numpy as np
 import pytest
+import shutil
 import torch
-
-import srplugins  # noqa: F401
+import warnings
 from basicsr.metrics import calculate_metric
 from basicsr.utils.registry import METRIC_REGISTRY
+
+import srplugins  # noqa: F401
 from srplugins.metrics import lpips_metric
 from srplugins.metrics.lpips_metric import calculate_lpips
 
@@ -51,10 +50,12 @@ def test_equals_lpips_package_and_crop_border(alexnet_weights, tmp_path):
     assert calculate_lpips(img, img2, crop_border=4, device='cpu') == pytest.approx(ref_crop, abs=1e-6)
     assert calculate_lpips(img, img, device='cpu') == pytest.approx(0, abs=1e-6)
     # uint16 and CHW inputs are the same image
-    assert calculate_lpips(img.astype(np.uint16) * 257, img2.astype(np.uint16) * 257,
-                           device='cpu') == pytest.approx(ref, abs=1e-5)
-    assert calculate_lpips(img.transpose(2, 0, 1), img2.transpose(2, 0, 1), input_order='CHW',
-                           device='cpu') == pytest.approx(ref, abs=1e-6)
+    assert calculate_lpips(
+        img.astype(np.uint16) * 257, img2.astype(np.uint16) * 257, device='cpu') == pytest.approx(
+            ref, abs=1e-5)
+    assert calculate_lpips(
+        img.transpose(2, 0, 1), img2.transpose(2, 0, 1), input_order='CHW', device='cpu') == pytest.approx(
+            ref, abs=1e-6)
 
 
 def test_registered_cached_and_usable_from_option_files(alexnet_weights, monkeypatch):

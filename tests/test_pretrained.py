@@ -1,6 +1,5 @@
 """Offline lookup of backbone weights: clear errors, search order, VGG and LPIPS built from local files."""
 import os
-
 import pytest
 import torch
 

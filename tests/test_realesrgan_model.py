@@ -438,8 +438,11 @@ def _demo_option(name, demo_data):
     with open(osp.join(REPO, 'options', 'demo', name)) as f:
         opt = yaml.safe_load(f)
     train, val = opt['datasets']['train'], opt['datasets']['val']
-    train.update(dataroot_gt=osp.join(demo_data, 'train', 'HR'), crop_pad_size=CROP, batch_size_per_gpu=BATCH,
-                 num_worker_per_gpu=0)
+    train.update(
+        dataroot_gt=osp.join(demo_data, 'train', 'HR'),
+        crop_pad_size=CROP,
+        batch_size_per_gpu=BATCH,
+        num_worker_per_gpu=0)
     val.update(dataroot_gt=osp.join(demo_data, 'val', 'HR'), dataroot_lq=osp.join(demo_data, 'val', 'LR_bicubic', 'X4'))
     opt.update(gt_size=GT_SIZE, queue_size=2 * BATCH)
     opt['train']['total_iter'] = 2

@@ -1,7 +1,6 @@
 """Every plugin name resolves to the plugin's own class, and every `type` named in options/ is registered."""
 import glob
 import os.path as osp
-
 import pytest
 import yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
@@ -33,8 +32,13 @@ def test_plugin_names_resolve_to_plugin_classes():
         assert not name.endswith('_basicsr'), name
         module = obj.__module__
         suffix = {'arch': '_arch', 'dataset': '_dataset', 'loss': '_loss', 'metric': '_metric', 'model': '_model'}
-        assert module.split('.')[1] == {'arch': 'archs', 'dataset': 'data', 'loss': 'losses', 'metric': 'metrics',
-                                        'model': 'models'}[kind], (name, module)
+        assert module.split('.')[1] == {
+            'arch': 'archs',
+            'dataset': 'data',
+            'loss': 'losses',
+            'metric': 'metrics',
+            'model': 'models'
+        }[kind], (name, module)
         assert module.endswith(suffix[kind]), (name, module)
 
 
@@ -42,8 +46,8 @@ def test_registration_happens_once_per_module():
     """Re-running the auto-import (as a spawned worker's re-import would) does not register twice."""
     from srplugins import archs, data, losses, metrics, models
     from srplugins.utils.autoimport import import_suffixed_modules
-    for package, suffix in ((archs, '_arch.py'), (data, '_dataset.py'), (losses, '_loss.py'),
-                            (metrics, '_metric.py'), (models, '_model.py')):
+    for package, suffix in ((archs, '_arch.py'), (data, '_dataset.py'), (losses, '_loss.py'), (metrics, '_metric.py'),
+                            (models, '_model.py')):
         assert import_suffixed_modules(package.__name__, package.__file__, suffix) == package._modules
 
 

@@ -1,14 +1,12 @@
 """scripts/sr_compare_figures.py: per-image SR results, side-by-side figures and metrics for human rating."""
 import csv
-import os.path as osp
-import sys
-
 import cv2
 import numpy as np
+import os.path as osp
 import pytest
+import sys
 import torch
 import yaml
-
 from basicsr.archs import build_network
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -34,8 +32,11 @@ def test_compare_figures_with_hr(demo_data, tmp_path, output_range):
     opt, net = write_model(tmp_path, output_range)
     lr_dir = osp.join(demo_data, 'val', 'LR_bicubic', 'X4')
     out = tmp_path / 'out'
-    assert sr_compare_figures.main(['--opt', opt, '-i', lr_dir, '--gt', osp.join(demo_data, 'val', 'HR'), '-o',
-                                    str(out), '--name', 'SRResNet', '--device', 'cpu']) == 0
+    assert sr_compare_figures.main([
+        '--opt', opt, '-i', lr_dir, '--gt',
+        osp.join(demo_data, 'val', 'HR'), '-o',
+        str(out), '--name', 'SRResNet', '--device', 'cpu'
+    ]) == 0
     lr = cv2.imread(osp.join(lr_dir, 'chelsea.png'))
     sr = cv2.imread(str(out / 'chelsea_SRResNet.png'))
     with torch.no_grad():

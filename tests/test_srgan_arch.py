@@ -2,9 +2,9 @@
 re-computation, shapes, output ranges and the documented errors."""
 import pytest
 import torch
+from basicsr.utils.registry import ARCH_REGISTRY
 from torch.nn import functional as F
 
-from basicsr.utils.registry import ARCH_REGISTRY
 from srplugins.archs.srgan_arch import SRGANDiscriminator, SRResNet
 
 

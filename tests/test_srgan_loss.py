@@ -2,8 +2,8 @@
 import pytest
 import torch
 import torchvision
-
 from basicsr.losses import build_loss
+
 from srplugins.losses.srgan_loss import PAPER_LOSS_WEIGHT, VGGContentLoss
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

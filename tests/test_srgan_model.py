@@ -5,15 +5,14 @@ import copy
 import glob
 import math
 import os.path as osp
-import re
-
 import pytest
+import re
 import torch
 import yaml
-
 from basicsr.archs import build_network
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+
 from srplugins.archs.srgan_arch import parse_output_range
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -34,8 +33,12 @@ def in_process_opt(rel_path, tmp_path, network_g=None, network_d=None):
     if 'network_d' in opt:
         opt['network_d'] = copy.deepcopy(network_d or TINY_D)
     exp = tmp_path / 'exp'
-    opt['path'].update(experiments_root=str(exp), models=str(exp / 'models'), training_states=str(exp / 'states'),
-                       log=str(exp), visualization=str(exp / 'vis'))
+    opt['path'].update(
+        experiments_root=str(exp),
+        models=str(exp / 'models'),
+        training_states=str(exp / 'states'),
+        log=str(exp),
+        visualization=str(exp / 'vis'))
     return opt
 
 
@@ -129,11 +132,19 @@ def test_srgan_recipe_runs_three_iterations(run_train, demo_data, vgg19_weights,
     assert (tmp_path / 'experiments' / 'srgan_three_iters' / 'models' / 'net_d_latest.pth').is_file()
 
 
-@pytest.mark.parametrize('network_d', [TINY_D, {'type': 'UNetDiscriminatorSN_basicsr', 'num_in_ch': 3, 'num_feat': 8}],
-                         ids=['per-image-logit', 'per-pixel-logits'])
+@pytest.mark.parametrize(
+    'network_d', [TINY_D, {
+        'type': 'UNetDiscriminatorSN_basicsr',
+        'num_in_ch': 3,
+        'num_feat': 8
+    }],
+    ids=['per-image-logit', 'per-pixel-logits'])
 def test_srgan_tanh_model(demo_data, tmp_path, vgg19_weights, network_d):
-    opt = in_process_opt('options/train/SRGAN/train_SRGAN_x4_VGG54.yml', tmp_path,
-                         network_g=dict(TINY_G, output_range=[-1, 1]), network_d=network_d)
+    opt = in_process_opt(
+        'options/train/SRGAN/train_SRGAN_x4_VGG54.yml',
+        tmp_path,
+        network_g=dict(TINY_G, output_range=[-1, 1]),
+        network_d=network_d)
     opt['model_type'] = 'SRGANTanhModel'
     opt['path']['pretrain_network_g'] = None
     opt['train']['pixel_opt'] = {'type': 'MSELoss', 'loss_weight': 1.0}  # the paper's MSE on [-1, 1]
@@ -160,8 +171,8 @@ def test_tanh_models_check_their_options(tmp_path):
     opt['model_type'] = 'SRResNetTanhModel'
     with pytest.raises(ValueError, match=r'network_g.output_range: \[-1, 1\]'):
         build_model(opt)
-    opt = in_process_opt('options/train/SRGAN/train_SRGAN_x4_VGG54.yml', tmp_path,
-                         network_g=dict(TINY_G, output_range=[-1, 1]))
+    opt = in_process_opt(
+        'options/train/SRGAN/train_SRGAN_x4_VGG54.yml', tmp_path, network_g=dict(TINY_G, output_range=[-1, 1]))
     opt['model_type'] = 'SRGANTanhModel'
     with pytest.raises(ValueError, match='perceptual_opt.range_norm: true'):
         build_model(opt)

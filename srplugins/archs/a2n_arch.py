@@ -25,10 +25,9 @@ Deliberate differences from the official code:
     * Upscale factors other than 2, 3 and 4 raise ValueError (the official forward silently skips reconstruction).
 """
 import torch
+from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
-
-from basicsr.utils.registry import ARCH_REGISTRY
 
 
 class PixelAttention(nn.Module):
@@ -181,9 +180,8 @@ class A2N(nn.Module):
         self.img_range = img_range
 
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        self.AAB_trunk = nn.Sequential(*[
-            AAB(num_feat, adm_reduction, adm_temperature, non_attention_kernel) for _ in range(num_block)
-        ])
+        self.AAB_trunk = nn.Sequential(
+            *[AAB(num_feat, adm_reduction, adm_temperature, non_attention_kernel) for _ in range(num_block)])
         self.trunk_conv = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
 
         self.upconv1 = nn.Conv2d(num_feat, num_up_feat, 3, 1, 1)

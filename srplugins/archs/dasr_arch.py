@@ -21,13 +21,12 @@ frozen parameter (same key); the channel count is configurable (the official fil
 and WGAN options of the DSN discriminator are not implemented.
 """
 import math
-
 import torch
 from basicsr.archs.arch_util import default_init_weights
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from srplugins.ops.frequency import gaussian_kernel2d, gaussian_lowpass, box_lowpass, wavelet_highpass
+from srplugins.ops.frequency import box_lowpass, gaussian_kernel2d, gaussian_lowpass, wavelet_highpass
 
 DSN_FILTERS = ('gau', 'avg_pool', 'wavelet', 'rgb')
 DSN_NORMS = ('batch', 'instance')
@@ -174,9 +173,8 @@ class _FSDBody(nn.Module):
         super().__init__()
         f = num_feat
         self.net = nn.Sequential(
-            nn.Conv2d(num_in_ch, f, 5, 1, 2), nn.LeakyReLU(0.2),
-            nn.Conv2d(f, 2 * f, 5, 1, 2), _norm_layer(norm, 2 * f), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * f, 4 * f, 5, 1, 2), _norm_layer(norm, 4 * f), nn.LeakyReLU(0.2),
+            nn.Conv2d(num_in_ch, f, 5, 1, 2), nn.LeakyReLU(0.2), nn.Conv2d(f, 2 * f, 5, 1, 2), _norm_layer(norm, 2 * f),
+            nn.LeakyReLU(0.2), nn.Conv2d(2 * f, 4 * f, 5, 1, 2), _norm_layer(norm, 4 * f), nn.LeakyReLU(0.2),
             nn.Conv2d(4 * f, 1, 1))
 
     def forward(self, x):
@@ -204,8 +202,7 @@ class _NLayerBody(nn.Module):
 
     def __init__(self, num_in_ch, norm, stride, num_feat=64):
         super().__init__()
-        self.model = nn.Sequential(
-            *_nlayer_sequence(num_in_ch, num_feat, 2, norm, stride, mid_bias=norm == 'instance'))
+        self.model = nn.Sequential(*_nlayer_sequence(num_in_ch, num_feat, 2, norm, stride, mid_bias=norm == 'instance'))
 
     def forward(self, x):
         return self.model(x)

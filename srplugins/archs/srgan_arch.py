@@ -15,9 +15,8 @@ Resolution, which the course assignments build on):
       (BCE with logits), so adding one here would apply it twice.
 """
 import math
-from torch import nn as nn
-
 from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn as nn
 
 _OUTPUT_RANGES = {(0.0, 1.0): 'identity', (-1.0, 1.0): 'tanh'}
 
@@ -161,8 +160,9 @@ class SRGANDiscriminator(nn.Module):
         self.input_size = input_size
         layers = [nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
         in_ch = num_feat
-        for out_ch, stride in zip([num_feat, num_feat * 2, num_feat * 2, num_feat * 4, num_feat * 4,
-                                   num_feat * 8, num_feat * 8], [2, 1, 2, 1, 2, 1, 2]):
+        widths = [num_feat, num_feat * 2, num_feat * 2, num_feat * 4, num_feat * 4, num_feat * 8, num_feat * 8]
+        strides = [2, 1, 2, 1, 2, 1, 2]
+        for out_ch, stride in zip(widths, strides):
             layers += [nn.Conv2d(in_ch, out_ch, 3, stride, 1), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2, inplace=True)]
             in_ch = out_ch
         self.features = nn.Sequential(*layers)

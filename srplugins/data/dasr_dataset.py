@@ -12,14 +12,13 @@ Deliberate differences from the official loaders:
   ``gt_size`` crop and then a random ``gt_size / scale`` crop inside it).
 * HR images are mod-cropped to the scale so the HR crop at ``scale x`` the LR position never leaves the image.
 """
+import cv2
+import numpy as np
 import os
 import os.path as osp
 import random
-import warnings
-
-import cv2
-import numpy as np
 import torch
+import warnings
 from basicsr.utils import scandir
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import DATASET_REGISTRY
@@ -94,8 +93,8 @@ def pair_by_stem(tables):
             shown = ', '.join(missing[:5]) + (' ...' if len(missing) > 5 else '')
             problems.append(f'{name} lacks {len(missing)} stem(s): {shown}')
     if problems:
-        raise ValueError('DASR files are paired by file stem, but the folders do not match: ' + '; '.join(problems)
-                         + '. Regenerate them with scripts/dasr_generate_data.py.')
+        raise ValueError('DASR files are paired by file stem, but the folders do not match: ' + '; '.join(problems) +
+                         '. Regenerate them with scripts/dasr_generate_data.py.')
     return sorted(all_stems)
 
 
@@ -267,8 +266,13 @@ class DASRPairedDataset(data.Dataset):
             }
         # every generated LR needs its HR and map; extra HR images are fine (they still serve as unpaired HR)
         lq_stems = set(tables['dataroot_lq'])
-        restricted = {k: ({s: p for s, p in v.items() if s in lq_stems} if k != 'dataroot_lq' else v)
-                      for k, v in tables.items()}
+        restricted = {
+            k: ({
+                s: p
+                for s, p in v.items() if s in lq_stems
+            } if k != 'dataroot_lq' else v)
+            for k, v in tables.items()
+        }
         self.stems = pair_by_stem(restricted)
         self.lq_paths = [tables['dataroot_lq'][s] for s in self.stems]
         self.gt_paths = [tables['dataroot_gt'][s] for s in self.stems]

@@ -95,7 +95,12 @@ class LowFrequencyL1Loss(nn.Module):
         semantics, see :class:`DomainDistanceWeightedL1Loss`). Returns a scalar.
     """
 
-    def __init__(self, loss_weight=1.0, filter_type='gau', kernel_size=5, padding=False, count_include_pad=False,
+    def __init__(self,
+                 loss_weight=1.0,
+                 filter_type='gau',
+                 kernel_size=5,
+                 padding=False,
+                 count_include_pad=False,
                  reduction='mean'):
         super().__init__()
         if filter_type not in FILTER_TYPES:

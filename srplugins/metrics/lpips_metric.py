@@ -61,8 +61,15 @@ def _to_rgb_tensor(img, input_order, crop_border):
 
 
 @METRIC_REGISTRY.register()
-def calculate_lpips(img, img2, crop_border=0, input_order='HWC', test_y_channel=False, net='alex', version='0.1',
-                    device=None, **kwargs):
+def calculate_lpips(img,
+                    img2,
+                    crop_border=0,
+                    input_order='HWC',
+                    test_y_channel=False,
+                    net='alex',
+                    version='0.1',
+                    device=None,
+                    **kwargs):
     """LPIPS distance between two images (lower is more similar).
 
     Args:

@@ -20,16 +20,15 @@ Deliberate differences (each fixes a bug of the official code, see docs/DASR.md)
 """
 import copy
 import inspect
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
+from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
-from basicsr.models.srgan_model import SRGANModel
+from collections import OrderedDict
 from torch.optim.lr_scheduler import LambdaLR
 
 from srplugins.ops.frequency import FILTER_TYPES, frequency_separation
@@ -38,8 +37,13 @@ DSN_BUNDLE_FORMAT = 'srplugins.DASR.dsn.v1'
 
 # official DSN defaults (codes/DSN/train.py argparse): w_col 1, w_per 0.01, w_tex 0.005, Adam(1e-4, betas 0.5/0.999)
 DSN_DEFAULT_PERCEPTUAL = {'type': 'LPIPSLoss', 'loss_weight': 0.01, 'net': 'alex', 'version': '0.1'}
-DSN_DEFAULT_GAN = {'type': 'GANLoss', 'gan_type': 'vanilla', 'real_label_val': 1.0, 'fake_label_val': 0.0,
-                   'loss_weight': 0.005}
+DSN_DEFAULT_GAN = {
+    'type': 'GANLoss',
+    'gan_type': 'vanilla',
+    'real_label_val': 1.0,
+    'fake_label_val': 0.0,
+    'loss_weight': 0.005
+}
 DSN_DEFAULT_OPTIM = {'type': 'Adam', 'lr': 1e-4, 'betas': [0.5, 0.999]}
 DDM_WEIGHTABLE = ('pixel', 'pixel_ll', 'perceptual')
 
@@ -158,8 +162,8 @@ class DASRDownsamplerModel(SRGANModel):
             return
         if sched_opt.get('type') == 'LinearDecayLR':
             for optimizer in self.optimizers:
-                self.schedulers.append(LambdaLR(optimizer, LinearDecay(sched_opt['start_iter'],
-                                                                       sched_opt['total_iter'])))
+                self.schedulers.append(
+                    LambdaLR(optimizer, LinearDecay(sched_opt['start_iter'], sched_opt['total_iter'])))
         else:
             super().setup_schedulers()
 
@@ -253,8 +257,14 @@ class DASRDownsamplerModel(SRGANModel):
             'scale': self.opt.get('scale', 4),
             'network_g': net_g_opt,
             'network_d': net_d_opt,
-            'params_g': {k: v.cpu() for k, v in bare_g.state_dict().items()},
-            'params_d': {k: v.cpu() for k, v in bare_d.state_dict().items()}
+            'params_g': {
+                k: v.cpu()
+                for k, v in bare_g.state_dict().items()
+            },
+            'params_d': {
+                k: v.cpu()
+                for k, v in bare_d.state_dict().items()
+            }
         }
         label = 'latest' if current_iter == -1 else current_iter
         torch.save(bundle, osp.join(self.opt['path']['models'], f'dsn_{label}.pth'))

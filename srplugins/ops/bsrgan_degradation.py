@@ -27,18 +27,16 @@ Deliberate differences from KAIR (statistically equivalent, see docs/BSRGAN.md f
 
 Images are float32 HWC **RGB** in [0, 1]. BasicSR loads BGR: convert at the dataset boundary, not here.
 """
-import math
-
 import cv2
+import math
 import numpy as np
 from scipy.linalg import orth
 
 __all__ = [
     'modcrop', 'gaussian_kernel', 'anisotropic_gaussian_kernel', 'shift_kernel', 'convolve', 'resize',
-    'imresize_matlab', 'gaussian_noise_field', 'add_noise', 'add_speckle_noise', 'add_poisson_noise',
-    'jpeg_compress', 'usm_sharpen', 'crop_pair', 'sample_blur_kernel', 'sample_noise', 'sample_bsrgan_plan',
-    'sample_bsrgan_plus_plan', 'apply_plan', 'degradation_bsrgan', 'degradation_bsrgan_plus', 'to_uint8',
-    'valid_bsrgan_order'
+    'imresize_matlab', 'gaussian_noise_field', 'add_noise', 'add_speckle_noise', 'add_poisson_noise', 'jpeg_compress',
+    'usm_sharpen', 'crop_pair', 'sample_blur_kernel', 'sample_noise', 'sample_bsrgan_plan', 'sample_bsrgan_plus_plan',
+    'apply_plan', 'degradation_bsrgan', 'degradation_bsrgan_plus', 'to_uint8', 'valid_bsrgan_order'
 ]
 
 # OpenCV interpolation codes drawn by KAIR (random.choice([1, 2, 3])); INTER_NEAREST (0) is never used.
@@ -186,8 +184,8 @@ def resize(img, size_wh, interpolation):
 
 def _cubic(x):
     ax = np.abs(x)
-    return ((1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1) + (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) *
-            ((ax > 1) & (ax <= 2)))
+    return ((1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1) + (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) &
+                                                                                                       (ax <= 2)))
 
 
 def _matlab_resize_matrix(n_in, scale, antialiasing=True):
@@ -460,8 +458,16 @@ def sample_bsrgan_plan(rng, sf, hw, lq_patchsize, isp_prob=0.25, jpeg_prob=0.9, 
                 steps.append(('isp', {}))
     steps.append(('jpeg', {'quality': _randint(rng, 30, 95)}))
     top, left = _randint(rng, 0, cur_h - lq_patchsize), _randint(rng, 0, cur_w - lq_patchsize)
-    return {'sf': sf_ori, 'hr_hw': (h, w), 'steps': steps, 'crop': (top, left), 'lq_patchsize': lq_patchsize,
-            'order': order, 'prestep': prestep, 'sf_effective': sf}
+    return {
+        'sf': sf_ori,
+        'hr_hw': (h, w),
+        'steps': steps,
+        'crop': (top, left),
+        'lq_patchsize': lq_patchsize,
+        'order': order,
+        'prestep': prestep,
+        'sf_effective': sf
+    }
 
 
 def _sample_resize(rng, sf, cur_w, cur_h):
@@ -476,8 +482,15 @@ def _sample_resize(rng, sf, cur_w, cur_h):
     return ('resize', {'size': size, 'interp': _interp(rng)}), size
 
 
-def sample_bsrgan_plus_plan(rng, sf, hw, lq_patchsize, shuffle_prob=0.5, use_sharp=False, poisson_prob=0.1,
-                            speckle_prob=0.1, isp_prob=0.1):
+def sample_bsrgan_plus_plan(rng,
+                            sf,
+                            hw,
+                            lq_patchsize,
+                            shuffle_prob=0.5,
+                            use_sharp=False,
+                            poisson_prob=0.1,
+                            speckle_prob=0.1,
+                            isp_prob=0.1):
     """Draw the parameters of one ``degradation_bsrgan_plus`` sample (KAIR's BSRGAN + Real-ESRGAN mix).
 
     Thirteen ops (blur, resize, Gaussian noise, Poisson, speckle, ISP, JPEG, blur, resize, Gaussian noise, Poisson,
@@ -519,8 +532,15 @@ def sample_bsrgan_plus_plan(rng, sf, hw, lq_patchsize, shuffle_prob=0.5, use_sha
     steps.append(('resize', {'size': (cur_w, cur_h), 'interp': _interp(rng)}))
     steps.append(('jpeg', {'quality': _randint(rng, 30, 95)}))
     top, left = _randint(rng, 0, cur_h - lq_patchsize), _randint(rng, 0, cur_w - lq_patchsize)
-    return {'sf': sf, 'hr_hw': (h, w), 'steps': steps, 'crop': (top, left), 'lq_patchsize': lq_patchsize,
-            'order': order, 'sharpen': bool(use_sharp)}
+    return {
+        'sf': sf,
+        'hr_hw': (h, w),
+        'steps': steps,
+        'crop': (top, left),
+        'lq_patchsize': lq_patchsize,
+        'order': order,
+        'sharpen': bool(use_sharp)
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -560,8 +580,8 @@ def apply_plan(img, plan, rng, isp_model=None):
             img = add_noise(img, gaussian_noise_field(img.shape[:2], params['mode'], params['sigma'], rng,
                                                       params['cov']))
         elif name == 'speckle_noise':
-            img = add_speckle_noise(img, gaussian_noise_field(img.shape[:2], params['mode'], params['sigma'], rng,
-                                                              params['cov']))
+            img = add_speckle_noise(
+                img, gaussian_noise_field(img.shape[:2], params['mode'], params['sigma'], rng, params['cov']))
         elif name == 'poisson_noise':
             img = add_poisson_noise(img, params['vals'], params['gray'], rng)
         elif name == 'jpeg':
@@ -607,8 +627,7 @@ def degradation_bsrgan(img, sf=4, lq_patchsize=72, rng=None, isp_model=None):
     return apply_plan(img, plan, rng, isp_model)
 
 
-def degradation_bsrgan_plus(img, sf=4, shuffle_prob=0.5, use_sharp=False, lq_patchsize=64, rng=None,
-                            isp_model=None):
+def degradation_bsrgan_plus(img, sf=4, shuffle_prob=0.5, use_sharp=False, lq_patchsize=64, rng=None, isp_model=None):
     """BSRGAN+ degradation (KAIR ``degradation_bsrgan_plus``); defaults follow KAIR (shuffle 0.5, no sharpening).
 
     Args:

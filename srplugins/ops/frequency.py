@@ -20,7 +20,6 @@ need ``pytorch_wavelets`` and runs on the input's device and dtype.
 All functions are pure: they take tensors shaped ``(B, C, H, W)`` and return new tensors.
 """
 import math
-
 import torch
 import torch.nn.functional as F
 
@@ -204,8 +203,14 @@ def lowpass(x, filter_type='gau', kernel_size=5, padding=True, count_include_pad
     raise ValueError(f'filter_type must be one of {FILTER_TYPES}, got {filter_type!r}.')
 
 
-def highpass(x, filter_type='gau', kernel_size=5, normalize=True, recursions=1, count_include_pad=False,
-             combine='cat', kernel=None):
+def highpass(x,
+             filter_type='gau',
+             kernel_size=5,
+             normalize=True,
+             recursions=1,
+             count_include_pad=False,
+             combine='cat',
+             kernel=None):
     """High-frequency part of ``x`` as seen by the DASR discriminators.
 
     For ``gau`` / ``avg_pool`` this is ``x' - low(x')`` with same-size filtering, where ``x'`` is ``x`` low-passed

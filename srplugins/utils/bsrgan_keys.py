@@ -15,8 +15,8 @@ __all__ = ['is_bsrgan_rrdbnet', 'bsrgan_rrdbnet_scale', 'bsrgan_to_basicsr', 'ba
 
 # (KAIR substring, basicsr substring); applied in order on dotted key components
 _RENAMES = (('RRDB_trunk.', 'body.'), ('.RDB1.', '.rdb1.'), ('.RDB2.', '.rdb2.'), ('.RDB3.', '.rdb3.'),
-            ('trunk_conv.', 'conv_body.'), ('upconv1.', 'conv_up1.'), ('upconv2.', 'conv_up2.'),
-            ('HRconv.', 'conv_hr.'))
+            ('trunk_conv.', 'conv_body.'), ('upconv1.', 'conv_up1.'), ('upconv2.', 'conv_up2.'), ('HRconv.',
+                                                                                                  'conv_hr.'))
 
 
 def _strip(state_dict):

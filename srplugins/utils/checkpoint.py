@@ -24,15 +24,14 @@ registered in basicsr's ``ARCH_REGISTRY`` (srplugins or basicsr classes) so conv
 ``avg_pool`` vs ``rgb`` filters) are never guessed: they come from an argument, the file name (``_x{N}``) or the
 metadata stored in the checkpoint, otherwise a ``ValueError`` says what to pass.
 """
+import numpy as np
 import os
 import pickle
 import re
+import torch
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-
-import numpy as np
-import torch
 
 __all__ = [
     'CheckpointInfo', 'load_checkpoint_file', 'unwrap_state_dict', 'detect_checkpoint', 'load_checkpoint',
@@ -76,9 +75,11 @@ class CheckpointInfo:
 
     def summary(self):
         opts = ', '.join(f'{k}={v!r}' for k, v in self.arch_opt.items())
-        lines = [f'family: {self.family} ({self.description})', f'arch: {self.arch_type}({opts})',
-                 f'purpose: {self.purpose}, scale: {self.scale:g}, size multiple: {self.size_multiple}',
-                 f'tensors: {len(self.state_dict)}, parameters: {_num_params(self.state_dict):,}']
+        lines = [
+            f'family: {self.family} ({self.description})', f'arch: {self.arch_type}({opts})',
+            f'purpose: {self.purpose}, scale: {self.scale:g}, size multiple: {self.size_multiple}',
+            f'tensors: {len(self.state_dict)}, parameters: {_num_params(self.state_dict):,}'
+        ]
         lines += [f'note: {n}' for n in self.notes]
         return '\n'.join(lines)
 
@@ -293,8 +294,9 @@ def _build_basicsr_rrdb(fam, state, hints):
 def _kair_x2_arch():
     """Registered KAIR-layout RRDBNet (srplugins.archs.bsrgan_rrdbnet_arch) for the x2 release, if present."""
     try:
-        import srplugins.archs  # noqa: F401
         from basicsr.utils.registry import ARCH_REGISTRY
+
+        import srplugins.archs  # noqa: F401
     except ImportError:
         return None
     return 'BSRGANRRDBNet' if 'BSRGANRRDBNet' in ARCH_REGISTRY else None
@@ -317,9 +319,16 @@ def _build_kair_rrdb(fam, state, hints):
     x2_arch = None if 'upconv2.weight' in state else _kair_x2_arch()
     if x2_arch is None:
         return _info(fam, 'RRDBNet', dict(opt, scale=4), OrderedDict(bsrgan_to_basicsr(state)), scale=4)
-    return _info(fam, x2_arch, dict(opt, scale=2), OrderedDict(state), scale=2,
-                 notes=["x2 KAIR layout has no basicsr RRDBNet equivalent (basicsr's x2 pixel-unshuffles its input); "
-                        'loaded into BSRGANRRDBNet'])
+    return _info(
+        fam,
+        x2_arch,
+        dict(opt, scale=2),
+        OrderedDict(state),
+        scale=2,
+        notes=[
+            "x2 KAIR layout has no basicsr RRDBNet equivalent (basicsr's x2 pixel-unshuffles its input); "
+            'loaded into BSRGANRRDBNet'
+        ])
 
 
 def _build_old_esrgan(fam, state, hints):
@@ -399,8 +408,10 @@ def _build_a2n(fam, state, hints):
 
 def _build_srresnet(fam, state, hints):
     num_feat = state['conv_first.weight'].shape[0]
-    factors = [int(round((state[f'upsample.{i}.weight'].shape[0] / num_feat)**0.5))
-               for i in _indices(state, 'upsample.') if state.get(f'upsample.{i}.weight', torch.empty(0)).dim() == 4]
+    factors = [
+        int(round((state[f'upsample.{i}.weight'].shape[0] / num_feat)**0.5)) for i in _indices(state, 'upsample.')
+        if state.get(f'upsample.{i}.weight', torch.empty(0)).dim() == 4
+    ]
     scale = int(np.prod(factors))
     opt = dict(
         num_in_ch=state['conv_first.weight'].shape[1],
@@ -420,8 +431,9 @@ def _build_srresnet(fam, state, hints):
 
 
 def _build_dasr_downsampler(fam, state, hints):
-    down = [i for i in _indices(state, 'down_sample.') if state.get(f'down_sample.{i}.weight', torch.empty(0)).dim()
-            == 4]
+    down = [
+        i for i in _indices(state, 'down_sample.') if state.get(f'down_sample.{i}.weight', torch.empty(0)).dim() == 4
+    ]
     scale = 2**len(down)
     opt = dict(
         num_in_ch=state['block_input.0.weight'].shape[1],
@@ -432,8 +444,15 @@ def _build_dasr_downsampler(fam, state, hints):
     return _info(fam, 'DASRDownsampler', opt, OrderedDict(state), purpose='downsampler', scale=1. / scale)
 
 
-_DSN_FILTER_NAMES = {'gau': 'gau', 'gaussian': 'gau', 'avg_pool': 'avg_pool', 'avgpool': 'avg_pool',
-                     'wavelet': 'wavelet', 'rgb': 'rgb', 'none': 'rgb'}
+_DSN_FILTER_NAMES = {
+    'gau': 'gau',
+    'gaussian': 'gau',
+    'avg_pool': 'avg_pool',
+    'avgpool': 'avg_pool',
+    'wavelet': 'wavelet',
+    'rgb': 'rgb',
+    'none': 'rgb'
+}
 
 
 def _build_dasr_fsd(fam, state, hints):
@@ -475,15 +494,22 @@ def _build_dasr_fsd(fam, state, hints):
         cat_or_sum = 'cat' if body_in == 3 * num_in_ch else 'sum'
     else:
         num_in_ch = body_in
-    opt = dict(num_in_ch=num_in_ch, filter_type=filter_type, kernel_size=int(kernel_size), cat_or_sum=cat_or_sum,
-               norm=norm, d_arch=d_arch)
+    opt = dict(
+        num_in_ch=num_in_ch,
+        filter_type=filter_type,
+        kernel_size=int(kernel_size),
+        cat_or_sum=cat_or_sum,
+        norm=norm,
+        d_arch=d_arch)
     return _info(fam, 'DASRFSDiscriminator', opt, OrderedDict(state), purpose='discriminator', notes=notes)
 
 
 def _build_dasr_patch(fam, state, hints):
     convs = [i for i in _indices(state, 'model.') if state.get(f'model.{i}.weight', torch.empty(0)).dim() == 4]
-    opt = dict(num_in_ch=state['model.0.weight'].shape[1], num_feat=state['model.0.weight'].shape[0],
-               num_layers=len(convs) - 2)
+    opt = dict(
+        num_in_ch=state['model.0.weight'].shape[1],
+        num_feat=state['model.0.weight'].shape[0],
+        num_layers=len(convs) - 2)
     return _info(fam, 'DASRPatchDiscriminator', opt, OrderedDict(state), purpose='discriminator')
 
 
@@ -496,10 +522,17 @@ def _build_unet_sn(fam, state, hints):
     if rename_parametrized_spectral_norm_keys is not None:
         rename_parametrized_spectral_norm_keys(state)
         state = OrderedDict(sorted(state.items(), key=lambda kv: _unet_order(kv[0])))
-    opt = dict(num_in_ch=state['conv0.weight'].shape[1], num_feat=state['conv0.weight'].shape[0],
-               skip_connection=bool(hints.get('skip_connection', True)))
-    return _info(fam, 'UNetSNDiscriminator', opt, state, purpose='discriminator',
-                 notes=['skip_connection does not change the weights; assumed True unless given'])
+    opt = dict(
+        num_in_ch=state['conv0.weight'].shape[1],
+        num_feat=state['conv0.weight'].shape[0],
+        skip_connection=bool(hints.get('skip_connection', True)))
+    return _info(
+        fam,
+        'UNetSNDiscriminator',
+        opt,
+        state,
+        purpose='discriminator',
+        notes=['skip_connection does not change the weights; assumed True unless given'])
 
 
 def _unet_order(key):
@@ -525,8 +558,13 @@ def _build_srvgg(fam, state, hints):
     act_type = 'prelu' if acts else hints.get('act_type', 'prelu')
     if not acts:
         notes.append(f'activation has no weights (relu or leakyrelu); using act_type={act_type!r}')
-    opt = dict(num_in_ch=first.shape[1], num_out_ch=num_out_ch, num_feat=first.shape[0], num_conv=len(convs) - 2,
-               upscale=upscale, act_type=act_type)
+    opt = dict(
+        num_in_ch=first.shape[1],
+        num_out_ch=num_out_ch,
+        num_feat=first.shape[0],
+        num_conv=len(convs) - 2,
+        upscale=upscale,
+        act_type=act_type)
     return _info(fam, 'SRVGGNetCompact_basicsr', opt, OrderedDict(state), scale=upscale, notes=notes)
 
 
@@ -539,39 +577,68 @@ def _build_srgan_d(fam, state, hints):
 
 
 FAMILIES = (
-    _Family('basicsr_rrdbnet', 'basicsr / Real-ESRGAN RRDBNet',
-            ('conv_first.weight', 'body.0.rdb1.conv1.weight', 'conv_body.weight', 'conv_up1.weight', 'conv_hr.weight',
-             'conv_last.weight'), build=_build_basicsr_rrdb),
-    _Family('kair_rrdbnet', 'KAIR / BSRGAN RRDBNet (new ESRGAN layout)',
-            ('conv_first.weight', 'RRDB_trunk.0.RDB1.conv1.weight', 'trunk_conv.weight', 'upconv1.weight',
-             'HRconv.weight', 'conv_last.weight'), build=_build_kair_rrdb),
-    _Family('old_esrgan', 'old ESRGAN RRDBNet layout (ESRGAN, DASR SRN)',
-            ('model.0.weight', 'model.1.sub.0.RDB1.conv1.0.weight'), build=_build_old_esrgan),
-    _Family('a2n', 'A2N (attention in attention network)',
-            ('conv_first.weight', 'AAB_trunk.0.attention.k1.weight', 'trunk_conv.weight', 'upconv1.weight',
-             'att1.conv.weight', 'HRconv1.weight', 'conv_last.weight'), build=_build_a2n),
-    _Family('dasr_downsampler', 'DASR down-sampling generator (DSN De_resnet)',
-            ('block_input.0.weight', 'res_blocks.0.conv1.weight', 'block_output.weight'),
-            build=_build_dasr_downsampler),
-    _Family('dasr_fsd', 'DASR frequency-separation discriminator (DSN FSD)', ('net.net.0.weight', 'net.net.8.weight'),
-            build=_build_dasr_fsd),
-    _Family('dasr_nld', 'DASR DSN NLayer discriminator (nld_s1 / nld_s2)', ('net.model.0.weight',),
-            build=_build_dasr_fsd),
-    _Family('dasr_patch', 'DASR SRN target discriminator D_t (PatchGAN, instance norm)',
-            ('model.0.weight', 'model.2.weight', 'model.5.weight', 'model.8.weight'),
-            forbidden=('model.1.sub.0.RDB1.conv1.0.weight', 'model.3.weight'), build=_build_dasr_patch),
-    _Family('unet_sn', 'U-Net discriminator with spectral norm (Real-ESRGAN / KAIR)',
-            ('conv0.weight', 'conv9.weight'), build=_build_unet_sn),
-    _Family('patchgan_sn', 'KAIR PatchGAN discriminator with spectral norm (BSRGAN)',
-            ('model.child0.0.weight_orig',), build=_build_patchgan_sn),
-    _Family('srvgg_compact', 'Real-ESRGAN SRVGGNetCompact', ('body.0.weight', 'body.1.weight'),
-            forbidden=('conv_first.weight', 'body.0.rdb1.conv1.weight'), build=_build_srvgg),
-    _Family('srresnet', 'SRGAN generator SRResNet (BN + PReLU, srplugins layout)',
-            ('conv_first.weight', 'prelu_first.weight', 'body.0.conv1.weight', 'body.0.bn1.running_mean',
-             'conv_body.weight', 'bn_body.weight', 'upsample.0.weight', 'conv_last.weight'), build=_build_srresnet),
-    _Family('srgan_discriminator', 'SRGAN discriminator (srplugins layout)',
-            ('features.0.weight', 'features.2.weight', 'features.3.running_mean', 'fc1.weight', 'fc2.weight'),
-            build=_build_srgan_d),
+    _Family(
+        'basicsr_rrdbnet',
+        'basicsr / Real-ESRGAN RRDBNet', ('conv_first.weight', 'body.0.rdb1.conv1.weight', 'conv_body.weight',
+                                          'conv_up1.weight', 'conv_hr.weight', 'conv_last.weight'),
+        build=_build_basicsr_rrdb),
+    _Family(
+        'kair_rrdbnet',
+        'KAIR / BSRGAN RRDBNet (new ESRGAN layout)',
+        ('conv_first.weight', 'RRDB_trunk.0.RDB1.conv1.weight', 'trunk_conv.weight', 'upconv1.weight', 'HRconv.weight',
+         'conv_last.weight'),
+        build=_build_kair_rrdb),
+    _Family(
+        'old_esrgan',
+        'old ESRGAN RRDBNet layout (ESRGAN, DASR SRN)', ('model.0.weight', 'model.1.sub.0.RDB1.conv1.0.weight'),
+        build=_build_old_esrgan),
+    _Family(
+        'a2n',
+        'A2N (attention in attention network)',
+        ('conv_first.weight', 'AAB_trunk.0.attention.k1.weight', 'trunk_conv.weight', 'upconv1.weight',
+         'att1.conv.weight', 'HRconv1.weight', 'conv_last.weight'),
+        build=_build_a2n),
+    _Family(
+        'dasr_downsampler',
+        'DASR down-sampling generator (DSN De_resnet)',
+        ('block_input.0.weight', 'res_blocks.0.conv1.weight', 'block_output.weight'),
+        build=_build_dasr_downsampler),
+    _Family(
+        'dasr_fsd',
+        'DASR frequency-separation discriminator (DSN FSD)', ('net.net.0.weight', 'net.net.8.weight'),
+        build=_build_dasr_fsd),
+    _Family(
+        'dasr_nld', 'DASR DSN NLayer discriminator (nld_s1 / nld_s2)', ('net.model.0.weight', ), build=_build_dasr_fsd),
+    _Family(
+        'dasr_patch',
+        'DASR SRN target discriminator D_t (PatchGAN, instance norm)',
+        ('model.0.weight', 'model.2.weight', 'model.5.weight', 'model.8.weight'),
+        forbidden=('model.1.sub.0.RDB1.conv1.0.weight', 'model.3.weight'),
+        build=_build_dasr_patch),
+    _Family(
+        'unet_sn',
+        'U-Net discriminator with spectral norm (Real-ESRGAN / KAIR)', ('conv0.weight', 'conv9.weight'),
+        build=_build_unet_sn),
+    _Family(
+        'patchgan_sn',
+        'KAIR PatchGAN discriminator with spectral norm (BSRGAN)', ('model.child0.0.weight_orig', ),
+        build=_build_patchgan_sn),
+    _Family(
+        'srvgg_compact',
+        'Real-ESRGAN SRVGGNetCompact', ('body.0.weight', 'body.1.weight'),
+        forbidden=('conv_first.weight', 'body.0.rdb1.conv1.weight'),
+        build=_build_srvgg),
+    _Family(
+        'srresnet',
+        'SRGAN generator SRResNet (BN + PReLU, srplugins layout)',
+        ('conv_first.weight', 'prelu_first.weight', 'body.0.conv1.weight', 'body.0.bn1.running_mean',
+         'conv_body.weight', 'bn_body.weight', 'upsample.0.weight', 'conv_last.weight'),
+        build=_build_srresnet),
+    _Family(
+        'srgan_discriminator',
+        'SRGAN discriminator (srplugins layout)',
+        ('features.0.weight', 'features.2.weight', 'features.3.running_mean', 'fc1.weight', 'fc2.weight'),
+        build=_build_srgan_d),
 )
 
 
@@ -609,8 +676,7 @@ def detect_checkpoint(state, meta=None, scale=None, path=None, **hints):
     for fam in FAMILIES:
         if _matches(fam, state):
             return fam.build(fam, OrderedDict(state), hints)
-    expected = '\n'.join(f'  {fam.name} ({fam.description}): {", ".join(fam.required)}'
-                         for fam in FAMILIES)
+    expected = '\n'.join(f'  {fam.name} ({fam.description}): {", ".join(fam.required)}' for fam in FAMILIES)
     raise ValueError('Unrecognised checkpoint: no supported key family matches.\n'
                      f'Found key prefixes: {_preview(found_prefixes(state), 20)}\n'
                      f'First keys: {_preview(list(state), 6)}\n'
@@ -649,8 +715,9 @@ def build_network(info, strict=True):
     Returns:
         nn.Module: The network in eval mode, on the CPU.
     """
-    import srplugins  # noqa: F401  (applies the compatibility layer and registers srplugins' architectures)
     from basicsr.utils.registry import ARCH_REGISTRY
+
+    import srplugins  # noqa: F401  (applies the compatibility layer and registers srplugins' architectures)
     if info.arch_type not in ARCH_REGISTRY:
         raise ValueError(f'Architecture {info.arch_type!r} is not registered; is the module that defines it '
                          'installed and imported?')
@@ -683,10 +750,17 @@ def convert_checkpoint(src, dst, scale=None, param_key=None, unsafe=False, verif
     os.makedirs(out_dir, exist_ok=True)
     torch.save(
         {
-            'params': OrderedDict((k, v.contiguous()) for k, v in info.state_dict.items()),
-            ARCH_META_KEY: dict(type=info.arch_type, **info.arch_opt),
-            INFO_META_KEY: dict(family=info.family, description=info.description, purpose=info.purpose,
-                                scale=float(info.scale), size_multiple=int(info.size_multiple),
-                                source=os.path.basename(src)),
+            'params':
+            OrderedDict((k, v.contiguous()) for k, v in info.state_dict.items()),
+            ARCH_META_KEY:
+            dict(type=info.arch_type, **info.arch_opt),
+            INFO_META_KEY:
+            dict(
+                family=info.family,
+                description=info.description,
+                purpose=info.purpose,
+                scale=float(info.scale),
+                size_multiple=int(info.size_multiple),
+                source=os.path.basename(src)),
         }, dst)
     return info

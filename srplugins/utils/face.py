@@ -9,15 +9,15 @@ need no detector weights; the aligned crop is taken at ``face_size / face_scale`
 Only the detector comes from facexlib (optional extra ``face``); its weights ``detection_Resnet50_Final.pth`` are
 looked up offline with :func:`srplugins.utils.pretrained.resolve_pretrained`.
 """
-import os.path as osp
-
 import cv2
 import numpy as np
+import os.path as osp
 
 # FFHQ five-point template (left eye, right eye, nose, left mouth corner, right mouth corner) for 512 x 512 crops, as
 # used by facexlib / GFPGAN
 FFHQ_TEMPLATE_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
-                              [201.26117, 371.41043], [313.08905, 371.15118]], dtype=np.float32)
+                              [201.26117, 371.41043], [313.08905, 371.15118]],
+                             dtype=np.float32)
 DETECTOR_FILE = 'detection_Resnet50_Final.pth'
 
 
@@ -42,8 +42,7 @@ def align_face(img, landmarks, face_size=512, border_value=(135, 133, 132)):
     matrix = cv2.estimateAffinePartial2D(points, face_template(face_size), method=cv2.LMEDS)[0]
     if matrix is None:
         raise ValueError(f'Could not fit a similarity transform to the landmarks {points.tolist()}.')
-    crop = cv2.warpAffine(img, matrix, (face_size, face_size), borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=border_value)
+    crop = cv2.warpAffine(img, matrix, (face_size, face_size), borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
     return crop, matrix
 
 
@@ -112,8 +111,8 @@ class RetinaFaceDetector:
                               'facexlib).') from err
         from srplugins.utils.pretrained import resolve_pretrained
         path = resolve_pretrained(DETECTOR_FILE, 'facexlib RetinaFace face detector (released by facexlib v0.1.0)')
-        self.model = init_detection_model('retinaface_resnet50', half=False, device=device,
-                                          model_rootpath=osp.dirname(path))
+        self.model = init_detection_model(
+            'retinaface_resnet50', half=False, device=device, model_rootpath=osp.dirname(path))
         self.conf_threshold = conf_threshold
 
     def __call__(self, img):

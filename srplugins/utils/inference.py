@@ -19,15 +19,15 @@ final Lanczos resize, grayscale / RGBA / 16-bit handling), with the known failur
 """
 import argparse
 import math
+import numpy as np
 import os
 import sys
+import torch
 import warnings
 
-import numpy as np
-import torch
-
-__all__ = ['TileInferenceError', 'Upscaler', 'enhance', 'run_network', 'load_upscaler', 'read_image', 'write_image',
-           'main']
+__all__ = [
+    'TileInferenceError', 'Upscaler', 'enhance', 'run_network', 'load_upscaler', 'read_image', 'write_image', 'main'
+]
 
 
 class TileInferenceError(RuntimeError):
@@ -172,13 +172,14 @@ def _from_float(img, depth):
 def _run_rgb(net, rgb, scale, tile, tile_pad, size_multiple, device, dtype, num_in_ch):
     """(H, W, 3) float RGB -> (H', W', 3) float RGB via the network (per channel for 1-channel networks)."""
     if num_in_ch == 1:
-        return np.stack([
+        planes = [
             _run_rgb(net, rgb[..., c:c + 1], scale, tile, tile_pad, size_multiple, device, dtype, None)[..., 0]
             for c in range(rgb.shape[2])
-        ], axis=2)
+        ]
+        return np.stack(planes, axis=2)
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device=device, dtype=dtype)
-    out = run_network(net, x, scale, tile=tile, tile_pad=tile_pad, size_multiple=size_multiple,
-                      out_device=torch.device('cpu'))
+    out = run_network(
+        net, x, scale, tile=tile, tile_pad=tile_pad, size_multiple=size_multiple, out_device=torch.device('cpu'))
     return out[0].clamp_(0, 1).numpy().transpose(1, 2, 0)
 
 
@@ -235,8 +236,14 @@ def enhance(net,
     else:
         raise ValueError(f'Unsupported image shape {img.shape}; expected (H, W), (H, W, 3) or (H, W, 4).')
 
-    run = dict(scale=scale, tile=tile, tile_pad=tile_pad, size_multiple=size_multiple, device=device, dtype=dtype,
-               num_in_ch=num_in_ch)
+    run = dict(
+        scale=scale,
+        tile=tile,
+        tile_pad=tile_pad,
+        size_multiple=size_multiple,
+        device=device,
+        dtype=dtype,
+        num_in_ch=num_in_ch)
     out = _run_rgb(net, np.ascontiguousarray(rgb), **run)
     if alpha is not None:
         if alpha_upsampler == 'network':
@@ -310,18 +317,26 @@ class Upscaler:
 
     def enhance(self, img, outscale=None, tile=0, tile_pad=32, alpha_upsampler='network'):
         """See :func:`enhance`."""
-        return enhance(self.net, img, self.scale, outscale=outscale, tile=tile, tile_pad=tile_pad,
-                       size_multiple=self.size_multiple, device=self.device, half=self.half,
-                       alpha_upsampler=alpha_upsampler, num_in_ch=self.num_in_ch)
+        return enhance(
+            self.net,
+            img,
+            self.scale,
+            outscale=outscale,
+            tile=tile,
+            tile_pad=tile_pad,
+            size_multiple=self.size_multiple,
+            device=self.device,
+            half=self.half,
+            alpha_upsampler=alpha_upsampler,
+            num_in_ch=self.num_in_ch)
 
 
 def _network_from_opt(opt_path, model_path=None, param_key=None, unsafe=False):
     """Build ``network_g`` of a BasicSR option file and load ``path.pretrain_network_g`` (or ``model_path``)."""
     import yaml
-
-    import srplugins  # noqa: F401
     from basicsr.utils.registry import ARCH_REGISTRY
 
+    import srplugins  # noqa: F401
     from srplugins.utils.checkpoint import load_checkpoint_file, size_multiple_of, unwrap_state_dict
     with open(opt_path, 'r') as f:
         opt = yaml.safe_load(f)
@@ -346,7 +361,13 @@ def _network_from_opt(opt_path, model_path=None, param_key=None, unsafe=False):
     return net.eval(), float(scale), size_multiple_of(arch_type, net_opt), num_in_ch
 
 
-def load_upscaler(model_path=None, opt=None, scale=None, device=None, half=False, param_key=None, unsafe=False,
+def load_upscaler(model_path=None,
+                  opt=None,
+                  scale=None,
+                  device=None,
+                  half=False,
+                  param_key=None,
+                  unsafe=False,
                   **hints):
     """Build an :class:`Upscaler` from any supported checkpoint (``model_path``) or a BasicSR option file (``opt``).
 
@@ -371,8 +392,14 @@ def load_upscaler(model_path=None, opt=None, scale=None, device=None, half=False
         raise ValueError(f'{model_path} holds a discriminator ({info.description}); inference needs an image-to-image '
                          'network (a generator).')
     net = build_network(info)
-    return Upscaler(net, info.scale, info.size_multiple, device=device, half=half,
-                    num_in_ch=info.arch_opt.get('num_in_ch', 3), info=info)
+    return Upscaler(
+        net,
+        info.scale,
+        info.size_multiple,
+        device=device,
+        half=half,
+        num_in_ch=info.arch_opt.get('num_in_ch', 3),
+        info=info)
 
 
 # --------------------------------------------------------------------------------------------------------------- #
@@ -436,8 +463,17 @@ def _enhance_faces(face_enhancer, img, out, upscale):
     return colour, count
 
 
-def process_paths(upscaler, paths, output, outscale=None, tile=0, tile_pad=32, suffix='out', ext='auto',
-                  alpha_upsampler='network', progress=True, face_enhancer=None):
+def process_paths(upscaler,
+                  paths,
+                  output,
+                  outscale=None,
+                  tile=0,
+                  tile_pad=32,
+                  suffix='out',
+                  ext='auto',
+                  alpha_upsampler='network',
+                  progress=True,
+                  face_enhancer=None):
     """Super-resolve every image in ``paths`` into the folder ``output``.
 
     ``face_enhancer`` (:class:`srplugins.utils.face.FaceEnhancer`) additionally restores detected faces with its own
@@ -461,8 +497,8 @@ def process_paths(upscaler, paths, output, outscale=None, tile=0, tile_pad=32, s
             warnings.warn(f'Skipping {path!r}: not a decodable image.')
             skipped.append((path, 'not a decodable image'))
             continue
-        out, mode = upscaler.enhance(img, outscale=outscale, tile=tile, tile_pad=tile_pad,
-                                     alpha_upsampler=alpha_upsampler)
+        out, mode = upscaler.enhance(
+            img, outscale=outscale, tile=tile, tile_pad=tile_pad, alpha_upsampler=alpha_upsampler)
         if face_enhancer is not None:
             out, _ = _enhance_faces(face_enhancer, img, out, outscale or upscaler.scale)
         stem, in_ext = os.path.splitext(os.path.basename(path))
@@ -490,22 +526,36 @@ def build_parser():
     src.add_argument('--opt', help='BasicSR option file: network_g is built, path.pretrain_network_g loaded')
     parser.add_argument('--opt_model_path', help='with --opt: weights overriding path.pretrain_network_g')
     parser.add_argument('--scale', type=int, help='network scale where the weights do not fix it (A2N x2 / x3)')
-    parser.add_argument('-s', '--outscale', type=float, help='final scale (Lanczos resize of the network output); '
-                        'default: the network scale')
+    parser.add_argument(
+        '-s',
+        '--outscale',
+        type=float,
+        help='final scale (Lanczos resize of the network output); '
+        'default: the network scale')
     parser.add_argument('-t', '--tile', type=int, default=0, help='tile size in input pixels, 0 = no tiling')
     parser.add_argument('--tile_pad', type=int, default=32, help='context per tile side; tiles overlap by twice this')
     parser.add_argument('--fp32', action='store_true', help='float32 on CUDA too (CPU always uses float32)')
     parser.add_argument('--device', default=None, help='cpu, cuda, cuda:1, mps ...; default: cuda if available')
     parser.add_argument('--suffix', default='out', help='output name is <stem>_<suffix>.<ext>; "" for <stem>.<ext>')
-    parser.add_argument('--ext', default='auto', choices=['auto', 'png', 'jpg', 'webp', 'bmp', 'tif'],
-                        help='output format; auto = input format (PNG for alpha / 16-bit)')
-    parser.add_argument('--alpha_upsampler', default='network', choices=['network', 'bicubic'],
-                        help='how the alpha channel of RGBA images is upscaled')
+    parser.add_argument(
+        '--ext',
+        default='auto',
+        choices=['auto', 'png', 'jpg', 'webp', 'bmp', 'tif'],
+        help='output format; auto = input format (PNG for alpha / 16-bit)')
+    parser.add_argument(
+        '--alpha_upsampler',
+        default='network',
+        choices=['network', 'bicubic'],
+        help='how the alpha channel of RGBA images is upscaled')
     parser.add_argument('--param_key', default=None, help='checkpoint entry holding the weights (default: automatic)')
-    parser.add_argument('--unsafe_load', action='store_true',
-                        help='allow pickles with arbitrary objects (torch.load weights_only=False); trusted files only')
-    parser.add_argument('--face_enhance', action='store_true',
-                        help='restore faces separately (needs facexlib and detection_Resnet50_Final.pth offline)')
+    parser.add_argument(
+        '--unsafe_load',
+        action='store_true',
+        help='allow pickles with arbitrary objects (torch.load weights_only=False); trusted files only')
+    parser.add_argument(
+        '--face_enhance',
+        action='store_true',
+        help='restore faces separately (needs facexlib and detection_Resnet50_Final.pth offline)')
     parser.add_argument('--face_model_path', help='with --face_enhance: SR checkpoint used for the aligned faces')
     parser.add_argument('--face_size', type=int, default=512, help='side of a restored face')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -521,18 +571,28 @@ def main(argv=None):
     half = not args.fp32 and torch.device(device).type == 'cuda'  # half precision only on CUDA
     try:
         if args.opt is not None:
-            upscaler = load_upscaler(model_path=args.opt_model_path, opt=args.opt, device=device, half=half,
-                                     param_key=args.param_key, unsafe=args.unsafe_load)
+            upscaler = load_upscaler(
+                model_path=args.opt_model_path,
+                opt=args.opt,
+                device=device,
+                half=half,
+                param_key=args.param_key,
+                unsafe=args.unsafe_load)
         else:
-            upscaler = load_upscaler(model_path=args.model_path, scale=args.scale, device=device, half=half,
-                                     param_key=args.param_key, unsafe=args.unsafe_load)
+            upscaler = load_upscaler(
+                model_path=args.model_path,
+                scale=args.scale,
+                device=device,
+                half=half,
+                param_key=args.param_key,
+                unsafe=args.unsafe_load)
         face_enhancer = None
         if args.face_enhance:
             if not args.face_model_path:
                 raise ValueError('--face_enhance needs --face_model_path (an SR checkpoint for the aligned faces).')
             from srplugins.utils.face import FaceEnhancer, RetinaFaceDetector
-            face_upscaler = load_upscaler(model_path=args.face_model_path, device=device, half=half,
-                                          unsafe=args.unsafe_load)
+            face_upscaler = load_upscaler(
+                model_path=args.face_model_path, device=device, half=half, unsafe=args.unsafe_load)
             face_enhancer = FaceEnhancer(face_upscaler, RetinaFaceDetector(device=device), face_size=args.face_size)
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f'srplugins-infer: error: {err}', file=sys.stderr)
@@ -542,10 +602,18 @@ def main(argv=None):
     precision = 'float16' if upscaler.half else 'float32'
     print(f'device: {upscaler.device}, precision: {precision}, scale: {upscaler.scale:g}')
     try:
-        result = process_paths(upscaler, list_inputs(args.input), args.output, outscale=args.outscale, tile=args.tile,
-                               tile_pad=args.tile_pad, suffix=args.suffix, ext=args.ext,
-                               alpha_upsampler=args.alpha_upsampler, progress=not args.quiet,
-                               face_enhancer=face_enhancer)
+        result = process_paths(
+            upscaler,
+            list_inputs(args.input),
+            args.output,
+            outscale=args.outscale,
+            tile=args.tile,
+            tile_pad=args.tile_pad,
+            suffix=args.suffix,
+            ext=args.ext,
+            alpha_upsampler=args.alpha_upsampler,
+            progress=not args.quiet,
+            face_enhancer=face_enhancer)
     except TileInferenceError as err:
         print(f'srplugins-infer: error: {err}', file=sys.stderr)
         return 1

@@ -70,8 +70,8 @@ def resolve_pretrained(filename, purpose='pretrained backbone'):
     where = '\n  '.join(dirs)
     raise FileNotFoundError(
         f'{purpose}: file {filename} not found (srplugins never downloads at run time). Searched:\n  {where}\n'
-        f'Place {filename} in one of these folders, e.g. in the folder named by the environment variable {ENV_VAR}.'
-        + (f' It is torchvision\'s file, published at {url}.' if url else ''))
+        f'Place {filename} in one of these folders, e.g. in the folder named by the environment variable {ENV_VAR}.' +
+        (f' It is torchvision\'s file, published at {url}.' if url else ''))
 
 
 def _load_state_dict(path):
