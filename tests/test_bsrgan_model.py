@@ -14,6 +14,7 @@ import srplugins  # noqa: F401
 from srplugins.models.bsrgan_model import BSRGANModel, BSRNetModel
 from srplugins.utils.entry import check_degrade_on
 from tests.conftest import load_option
+from tests.test_bsrgan_recipe import tiny_demo_option
 
 SCALE, P, GT_SIZE = 4, 8, 40
 
@@ -195,23 +196,7 @@ def test_one_bsrgan_step_on_device_degraded_batches_has_finite_losses(tmp_path):
 
 @pytest.mark.parametrize('recipe', ['demo_BSRNet_x4.yml', 'demo_BSRGAN_x4.yml'])
 def test_recipe_with_degrade_on_model_trains_and_loss_is_finite(recipe, demo_data, vgg19_weights, run_train, tmp_path):
-    opt = copy.deepcopy(load_option(osp.join('options', 'demo', recipe)))
-    opt['name'] = 'ondevice_' + recipe[:-4]
-    train = opt['datasets']['train']
-    train.update(
-        dataroot_gt=osp.join(demo_data, 'train', 'HR'),
-        gt_size=64,
-        lq_patchsize=16,
-        batch_size_per_gpu=2,
-        degrade_on='model')
-    opt['datasets']['val'].update(dataroot_gt=osp.join(demo_data, 'val', 'HR'), lq_patchsize=16)
-    opt['network_g'].update(num_feat=8, num_block=1, num_grow_ch=4)
-    if 'network_d' in opt:
-        opt['network_d']['num_feat'] = 8
-    opt['path']['pretrain_network_g'] = None
-    opt['train']['total_iter'] = 3
-    opt['val']['val_freq'] = 3
-    opt['logger'].update(print_freq=1, save_checkpoint_freq=3)
+    opt = tiny_demo_option(recipe, demo_data, 'ondevice_' + recipe[:-4], degrade_on='model')
     result = run_train(opt, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     losses = re.findall(r'(l_g_pix|l_pix|l_g_gan|l_d_real|l_d_fake): ([-+0-9.e]+|nan|inf)', result.stdout)

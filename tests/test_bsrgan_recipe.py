@@ -50,19 +50,25 @@ def test_paper_recipe_values():
     assert data['lq_patchsize'] == 72 and data['gt_size'] == 320 and data['batch_size_per_gpu'] * 4 == 48
 
 
-def test_gan_recipe_runs_three_cpu_iterations(demo_data, vgg19_weights, run_train, tmp_path):
-    opt = load_option('options/demo/demo_BSRGAN_x4.yml')
-    opt['name'] = 'bsrgan_recipe_test'
-    opt['datasets']['train']['dataroot_gt'] = osp.join(demo_data, 'train', 'HR')
-    opt['datasets']['train'].update(gt_size=64, lq_patchsize=16, batch_size_per_gpu=2)
-    opt['datasets']['val']['dataroot_gt'] = osp.join(demo_data, 'val', 'HR')
-    opt['datasets']['val']['lq_patchsize'] = 16
+def tiny_demo_option(recipe, demo_data, name, **train_set):
+    """A BSRNet/BSRGAN demo option shrunk to a seconds-long CPU run: 3 iterations, tiny RRDBNet, 16x16 LQ patches."""
+    opt = load_option(osp.join('options', 'demo', recipe))
+    opt['name'] = name
+    opt['datasets']['train'].update(
+        dataroot_gt=osp.join(demo_data, 'train', 'HR'), gt_size=64, lq_patchsize=16, batch_size_per_gpu=2, **train_set)
+    opt['datasets']['val'].update(dataroot_gt=osp.join(demo_data, 'val', 'HR'), lq_patchsize=16)
     opt['network_g'].update(num_feat=8, num_block=1, num_grow_ch=4)
-    opt['network_d']['num_feat'] = 8
+    if 'network_d' in opt:
+        opt['network_d']['num_feat'] = 8
     opt['path']['pretrain_network_g'] = None
     opt['train']['total_iter'] = 3
     opt['val']['val_freq'] = 3
     opt['logger'].update(print_freq=1, save_checkpoint_freq=3)
+    return opt
+
+
+def test_gan_recipe_runs_three_cpu_iterations(demo_data, vgg19_weights, run_train, tmp_path):
+    opt = tiny_demo_option('demo_BSRGAN_x4.yml', demo_data, 'bsrgan_recipe_test')
     result = run_train(opt, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     losses = re.findall(r'(l_g_pix|l_g_percep|l_g_gan|l_d_real|l_d_fake): ([-+0-9.e]+|nan|inf)', result.stdout)
