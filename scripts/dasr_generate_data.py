@@ -4,12 +4,14 @@ For every HR image of ``--hr`` (the clean target domain): mod-crop to the scale,
 (tiled, so 2K images fit in memory) to get the generated LR ``y^g``, run the DSN discriminator ``D_y`` on it and turn
 its probabilities into the domain-distance map
 
-    ddm = avg_pool2d(sigmoid(D_y(y^g)), 17, stride 1, pad 8, count_include_pad=False)
+    FSD:            ddm = avg_pool2d(sigmoid(D_y(y^g)), 17, stride 1, pad 8, count_include_pad=False)
+    nld_s1 / nld_s2: each probability spread over its receptive-field window (13 px step 1 / 34 px step 4) on the
+                    discriminator-input canvas, divided by the window count
 
-(official ``receptive_cal.getWeights`` for the 5x5-conv FSD discriminator; higher = closer to the real-LR domain).
-Writes ``<out>/lq/<stem>.png`` (rounded to 8 bit) and ``<out>/ddm/<stem>.npy`` (float32, shape (1, 1, h, w), at the
-discriminator's output resolution: LR size for gau / avg_pool / rgb, LR/2 for wavelet). Files are paired by stem and
-the folders are checked at the end; ``DASRPairedDataset`` reads them.
+(official ``receptive_cal.getWeights`` with the ``convnet`` of ``create_dataset_modified.py``; higher = closer to the
+real-LR domain). Writes ``<out>/lq/<stem>.png`` (rounded to 8 bit) and ``<out>/ddm/<stem>.npy`` (float32, shape
+(1, 1, h, w), on the discriminator-input grid: LR size for gau / avg_pool / rgb, ceil(LR/2) for wavelet). Files are
+paired by stem and the folders are checked at the end; ``DASRPairedDataset`` reads them.
 
 Checkpoints: ``experiments/<name>/models/dsn_<iter>.pth`` written by ``DASRDownsamplerModel`` (carries every network
 option), or an official DASR DSN checkpoint (``*.tar`` with ``model_g_state_dict`` / ``models_d_state_dict``); for
@@ -20,12 +22,18 @@ the latter the discriminator options are inferred from the keys and the recorded
 Example:
     python scripts/dasr_generate_data.py --checkpoint experiments/DASR_DSN_AIM2019/models/dsn_latest.pth \\
         --hr datasets/AIM2019/DIV2K_train_HR --out datasets/AIM2019/DASR_generated
+
+Helper for paired folders whose file names differ by a suffix (RealSR: ``Canon_001_LR4.png`` / ``Canon_001_HR.png``),
+which basicsr's ``PairedImageDataset`` cannot pair: link (or copy) the files under their common stem:
+    python scripts/dasr_generate_data.py strip-suffix --src datasets/RealSR_V3/Canon/Test/4/LR \\
+        --dst datasets/RealSR_V3/Canon/Test/4_stems/LR --suffix _LR4
 """
 import argparse
 import numpy as np
 import os
 import os.path as osp
 import re
+import shutil
 import sys
 import torch
 from PIL import Image
@@ -34,7 +42,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import srplugins  # noqa: E402,F401  (applies the stack fixes before basicsr is imported)
 from srplugins.archs.dasr_arch import DASRDownsampler, DASRFSDiscriminator  # noqa: E402
 from srplugins.data.dasr_dataset import index_by_stem, list_images, pair_by_stem, read_image_rgb  # noqa: E402
-from srplugins.ops.frequency import fsd_receptive_field, receptive_field_average  # noqa: E402
+from srplugins.ops import frequency as fq  # noqa: E402
 
 BUNDLE_FORMAT = 'srplugins.DASR.dsn.v1'
 
@@ -181,10 +189,30 @@ def tiled_downsample(net_g, hr, scale, tile=512, tile_pad=32):
     return out
 
 
+def discriminator_canvas(net_d, height, width):
+    """Grid of the discriminator input for an LR image of ``height x width``: the LR grid, or the Haar grid
+    ``ceil(h / 2) x ceil(w / 2)`` for the wavelet filter (the official canvas is ``h // 2``; equal for even sizes)."""
+    if net_d.filter_type == 'wavelet':
+        return fq.ceil_half(height), fq.ceil_half(width)
+    return height, width
+
+
 @torch.no_grad()
-def domain_distance_map(net_d, lr, field=17):
-    """``avg_pool2d(sigmoid(net_d(lr)), field, 1, field // 2, count_include_pad=False)``: ``(1, 1, h', w')``."""
-    return receptive_field_average(torch.sigmoid(net_d(lr)), field)
+def domain_distance_map(net_d, lr, field=None):
+    """Domain-distance map of the LR image ``lr`` ``(1, C, h, w)``; ``(1, 1, h', w')`` on the discriminator-input grid.
+
+    FSD: ``avg_pool2d(sigmoid(net_d(lr)), field, 1, field // 2, count_include_pad=False)`` with ``field`` default 17
+    (official window of four 5x5 convs). nld_s1 / nld_s2: the official receptive-field windows of
+    ``DSN_RECEPTIVE_LAYERS`` on the discriminator-input canvas; ``field`` does not apply.
+    """
+    prob = torch.sigmoid(net_d(lr))
+    if net_d.d_arch == 'fsd':
+        return fq.receptive_field_average(prob, fq.fsd_receptive_field() if field is None else field)
+    if field is not None:
+        raise ValueError(f'--field applies to the fsd discriminator only; {net_d.d_arch} maps use the official '
+                         'receptive-field windows of its layers.')
+    canvas = discriminator_canvas(net_d, lr.size(-2), lr.size(-1))
+    return fq.spread_over_receptive_fields(prob, fq.DSN_RECEPTIVE_LAYERS[net_d.d_arch], canvas)
 
 
 def save_png(tensor, path):
@@ -222,8 +250,8 @@ def generate(checkpoint,
     if scale == 1:
         raise ValueError('This DSN generator has scale 1 (DSGAN variant, bicubic LR input); generation supports the '
                          'DeResnet variant (scale 2 or 4) that maps HR images directly.')
-    if field is None:
-        field = fsd_receptive_field() if info['network_d']['d_arch'] == 'fsd' else 17
+    if field is not None and net_d.d_arch != 'fsd':
+        raise ValueError(f'--field applies to the fsd discriminator only, this checkpoint has {net_d.d_arch}.')
     hr_table = index_by_stem(list_images(hr_dir, '--hr'), '--hr')
     lq_dir, ddm_dir = osp.join(out_dir, 'lq'), osp.join(out_dir, 'ddm')
     stale = (_existing_stems(lq_dir, '.png') | _existing_stems(ddm_dir, '.npy')) - set(hr_table)
@@ -270,17 +298,87 @@ def generate(checkpoint,
     return stems
 
 
+def link_by_stem(src_dir, dst_dir, suffix, copy=False):
+    """Links (or copies) every image of ``src_dir`` into ``dst_dir`` with ``suffix`` removed from its stem.
+
+    For paired folders whose names differ by a suffix, e.g. RealSR ``Canon_001_LR4.png`` / ``Canon_001_HR.png``:
+    after ``link_by_stem(LR, LR_stems, '_LR4')`` and ``link_by_stem(HR, HR_stems, '_HR')`` both folders hold
+    ``Canon_001.png``, which basicsr's ``PairedImageDataset`` pairs. The extension is kept.
+
+    Args:
+        src_dir (str): Folder of images.
+        dst_dir (str): Output folder (created).
+        suffix (str): Text at the end of every stem, removed in ``dst_dir``.
+        copy (bool): Copy the files instead of creating symbolic links.
+
+    Returns:
+        list[str]: The written paths, sorted.
+
+    Raises:
+        ValueError: If a stem does not end with ``suffix`` (or equals it), two files map to the same stem, or
+            ``dst_dir`` already holds a different file under a target name.
+    """
+    if not suffix:
+        raise ValueError('--suffix must not be empty.')
+    targets = {}
+    for path in list_images(src_dir, '--src'):
+        stem, ext = osp.splitext(osp.basename(path))
+        if not stem.endswith(suffix) or stem == suffix:
+            raise ValueError(f'--src: {path} does not end with the suffix {suffix!r} (+ extension); every image of '
+                             f'{src_dir} must.')
+        new_stem = stem[:-len(suffix)]
+        if new_stem in targets:
+            raise ValueError(f'--src: {targets[new_stem]} and {path} both become the stem {new_stem!r}.')
+        targets[new_stem] = (path, osp.join(dst_dir, new_stem + ext))
+    os.makedirs(dst_dir, exist_ok=True)
+    written = []
+    for path, target in targets.values():
+        if osp.lexists(target):  # a rerun is fine; a different file under the same name is not
+            if not (osp.isfile(target) and (osp.samefile(path, target) or _same_content(path, target))):
+                raise ValueError(f'--dst: {target} already exists and differs from {path}; use an empty folder.')
+        elif copy:
+            shutil.copy2(path, target)
+        else:
+            os.symlink(osp.abspath(path), target)
+        written.append(target)
+    return sorted(written)
+
+
+def _same_content(path_a, path_b):
+    with open(path_a, 'rb') as fa, open(path_b, 'rb') as fb:
+        return fa.read() == fb.read()
+
+
+def strip_suffix_main(argv):
+    parser = argparse.ArgumentParser(
+        prog='dasr_generate_data.py strip-suffix',
+        description='Link (or copy) the images of --src into --dst with --suffix removed from each stem, so that '
+        'paired folders share file names (RealSR: Canon_001_LR4.png / Canon_001_HR.png -> Canon_001.png).')
+    parser.add_argument('--src', required=True, help='folder of images whose stems end with --suffix')
+    parser.add_argument('--dst', required=True, help='output folder')
+    parser.add_argument('--suffix', required=True, help='stem suffix to remove, e.g. _LR4 or _HR')
+    parser.add_argument('--copy', action='store_true', help='copy instead of creating symbolic links')
+    args = parser.parse_args(argv)
+    written = link_by_stem(args.src, args.dst, args.suffix, args.copy)
+    print(f'{"Copied" if args.copy else "Linked"} {len(written)} images into {args.dst}.')
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == 'strip-suffix':
+        return strip_suffix_main(argv[1:])
     parser = argparse.ArgumentParser(
         description='DASR: generate LR images (<out>/lq/<stem>.png) and domain-distance maps (<out>/ddm/<stem>.npy) '
-        'from HR images with a trained down-sampling network.',
+        'from HR images with a trained down-sampling network. Other mode: "strip-suffix" links paired files whose '
+        'names differ by a suffix under their common stem (see "strip-suffix -h").',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--checkpoint', required=True, help='models/dsn_<iter>.pth, or an official DSN .tar')
     parser.add_argument('--hr', required=True, help='folder of clean HR images (target domain)')
     parser.add_argument('--out', required=True, help='output folder; lq/ and ddm/ are created inside')
     parser.add_argument('--tile', type=int, default=512, help='HR tile size for the generator (<= 0: no tiling)')
     parser.add_argument('--tile-pad', type=int, default=32, help='HR overlap around each tile')
-    parser.add_argument('--field', type=int, default=None, help='receptive-field averaging size (default 17)')
+    parser.add_argument(
+        '--field', type=int, default=None, help='FSD only: receptive-field averaging size (default 17, official)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument(
         '--filter',

@@ -1,4 +1,5 @@
 """Tests for srplugins.archs.dasr_arch: official key layouts, strict loads, shapes."""
+import itertools
 import math
 import pytest
 import torch
@@ -124,18 +125,16 @@ def test_downsampler_forward_shapes():
         DASRDownsampler(scale=3)
 
 
-VARIANTS = [
-    ('gau', 'batch', 'fsd', 'cat'),
-    ('gau', 'instance', 'fsd', 'cat'),
-    ('avg_pool', 'batch', 'fsd', 'cat'),
-    ('avg_pool', 'instance', 'fsd', 'cat'),
-    ('wavelet', 'batch', 'fsd', 'cat'),
-    ('wavelet', 'instance', 'fsd', 'sum'),
-    ('rgb', 'batch', 'fsd', 'cat'),
-    ('gau', 'batch', 'nld_s1', 'cat'),
-    ('wavelet', 'instance', 'nld_s2', 'cat'),
-    ('avg_pool', 'batch', 'nld_s2', 'cat'),
-]
+# every combination the official ``Discriminator`` accepts: filter (wavelet with 'cat' or 'sum' bands; cat_or_sum is
+# ignored by the other filters) x norm x body = 5 x 2 x 3 = 30 variants
+FILTER_BANDS = [('gau', 'cat'), ('avg_pool', 'cat'), ('wavelet', 'cat'), ('wavelet', 'sum'), ('rgb', 'cat')]
+NORMS = ('batch', 'instance')
+BODIES = ('fsd', 'nld_s1', 'nld_s2')
+VARIANTS = [(f, n, a, c) for (f, c), n, a in itertools.product(FILTER_BANDS, NORMS, BODIES)]
+
+
+def test_variant_grid_is_complete():
+    assert len(VARIANTS) == len(set(VARIANTS)) == 30
 
 
 @pytest.mark.parametrize('filter_type,norm,d_arch,cat_or_sum', VARIANTS)
@@ -143,7 +142,27 @@ def test_discriminator_official_layouts_load_strict(filter_type, norm, d_arch, c
     net = DASRFSDiscriminator(filter_type=filter_type, norm=norm, d_arch=d_arch, cat_or_sum=cat_or_sum)
     layout = official_discriminator_layout(filter_type, norm, d_arch, cat_or_sum)
     assert _shapes(net) == layout
-    net.load_state_dict(_random_state(layout), strict=True)
+    state = _random_state(layout)
+    net.load_state_dict(state, strict=True)
+    loaded = net.state_dict()
+    for key, value in state.items():
+        assert torch.equal(loaded[key], value.to(loaded[key].dtype)), key
+
+
+# official parameter counts (spec section 2.3; the frozen Gaussian is a Parameter there, a buffer here; BatchNorm
+# running statistics and the DWT filters are buffers in both)
+@pytest.mark.parametrize('filter_type,cat_or_sum,norm,count', [('gau', 'cat', 'batch', 1030348),
+                                                               ('gau', 'cat', 'instance', 1029580),
+                                                               ('avg_pool', 'cat', 'batch', 1030273),
+                                                               ('avg_pool', 'cat', 'instance', 1029505),
+                                                               ('wavelet', 'cat', 'instance', 1039105),
+                                                               ('wavelet', 'cat', 'batch', 1039873),
+                                                               ('wavelet', 'sum', 'instance', 1029505)])
+def test_fsd_official_parameter_counts(filter_type, cat_or_sum, norm, count):
+    net = DASRFSDiscriminator(filter_type=filter_type, cat_or_sum=cat_or_sum, norm=norm)
+    buffers = ('running_mean', 'running_var', 'num_batches_tracked')
+    official = sum(v.numel() for k, v in net.state_dict().items() if not k.endswith(buffers) and 'DWT2' not in k)
+    assert official == count
 
 
 def test_discriminator_test_tar_layout_has_19_keys():

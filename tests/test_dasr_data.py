@@ -1,4 +1,5 @@
 """Tests for srplugins.data.dasr_dataset."""
+import cv2
 import numpy as np
 import os.path as osp
 import pytest
@@ -59,7 +60,7 @@ def test_unpaired_dataset(tmp_path):
         dataroot_gt=str(tmp_path / 'hr'),
         scale=4,
         gt_size=32,
-        use_flip=True,
+        use_hflip=True,
         use_rot=True,
         phase='train')
     ds = DASRUnpairedDataset(opt)
@@ -155,3 +156,103 @@ def test_paired_dataset_refuses_wrong_sizes(tmp_path):
     _save(np.zeros((8, 8, 3), np.uint8), tmp_path / 'lq' / 'x.png')
     with pytest.raises(ValueError, match='regenerate'):
         DASRPairedDataset(opt)[0]
+
+
+def test_read_image_scales_16_bit_by_type(tmp_path):
+    rng = np.random.default_rng(7)
+    dark = rng.integers(0, 200, size=(4, 5)).astype(np.uint16)  # a dark 16-bit image: every value below 256
+    Image.fromarray(dark).save(tmp_path / 'dark.png')
+    cv2.imwrite(str(tmp_path / 'dark.pgm'), dark)  # PIL opens 16-bit PGM as 32-bit 'I'
+    for name in ('dark.png', 'dark.pgm'):
+        out = read_image_rgb(tmp_path / name)
+        assert out.shape == (4, 5, 3) and out.dtype == np.float32
+        np.testing.assert_allclose(out, np.repeat(dark[..., None], 3, axis=2) / 65535.0, atol=1e-7, err_msg=name)
+    deep_rgb = rng.integers(0, 65536, size=(4, 5, 3)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / 'rgb16.png'), deep_rgb[..., ::-1])  # full 16-bit precision is kept
+    np.testing.assert_allclose(read_image_rgb(tmp_path / 'rgb16.png'), deep_rgb / 65535.0, atol=1e-7)
+    gray_alpha = rng.integers(0, 256, size=(3, 4, 2), dtype=np.uint8)
+    with pytest.warns(UserWarning, match='alpha'):
+        out = read_image_rgb(_save(gray_alpha, tmp_path / 'la.png', 'LA'))
+    np.testing.assert_allclose(out, np.repeat(gray_alpha[..., :1], 3, axis=2) / 255.0)
+
+
+def _dihedral(img):
+    """The 8 flips / transpositions of an ``(H, W, C)`` square array."""
+    out = []
+    for arr in (img, img.transpose(1, 0, 2)):
+        out += [arr, arr[:, ::-1], arr[::-1], arr[::-1, ::-1]]
+    return out
+
+
+def _variant_index(item, variants):
+    hits = [i for i, v in enumerate(variants) if np.array_equal(item, v)]
+    assert len(hits) == 1
+    return hits[0]
+
+
+@pytest.mark.parametrize('use_hflip,use_rot,expected', [(False, False, {0}), (True, False, {0, 1}),
+                                                        (True, True, set(range(8)))])
+def test_unpaired_dataset_augmentation_keys(tmp_path, use_hflip, use_rot, expected):
+    rng = np.random.default_rng(8)
+    (tmp_path / 'hr').mkdir()
+    (tmp_path / 'lr').mkdir()
+    hr = _rand_img(rng, 16, 16)  # crop size = image size: only the augmentation changes the crop
+    lr = _rand_img(rng, 4, 4)
+    _save(hr, tmp_path / 'hr' / 'a.png')
+    _save(lr, tmp_path / 'lr' / 'b.png')
+    opt = dict(dataroot_lq=str(tmp_path / 'lr'), dataroot_gt=str(tmp_path / 'hr'), scale=4, gt_size=16)
+    ds = DASRUnpairedDataset(dict(opt, use_hflip=use_hflip, use_rot=use_rot))
+    hr_variants, lr_variants = _dihedral(hr.astype(np.float32) / 255.0), _dihedral(lr.astype(np.float32) / 255.0)
+    random.seed(0)
+    seen_hr, seen_lr = set(), set()
+    for _ in range(64):
+        item = ds[0]
+        seen_hr.add(_variant_index(item['gt'].numpy().transpose(1, 2, 0), hr_variants))
+        seen_lr.add(_variant_index(item['lq_real'].numpy().transpose(1, 2, 0), lr_variants))
+    assert seen_hr == expected and seen_lr == expected
+    for bad in ('use_flip', 'use_vflip', 'use_rotation'):
+        with pytest.raises(ValueError, match=bad):
+            DASRUnpairedDataset(dict(opt, **{bad: True}))
+
+
+def test_paired_dataset_rejects_other_flip_keys(tmp_path):
+    opt = _make_paired(tmp_path)
+    with pytest.raises(ValueError, match='use_flip'):
+        DASRPairedDataset(dict(opt, use_flip=True))
+    item = DASRPairedDataset(dict(opt, use_hflip=False, use_rot=False))[0]  # no augmentation: LR crop = HR block mean
+    block = torch.nn.functional.avg_pool2d(item['gt'][None], 4)[0]
+    torch.testing.assert_close(item['lq'], block, atol=1 / 255, rtol=0)
+
+
+def test_paired_dataset_grayscale_and_rgba_files(tmp_path):
+    rng = np.random.default_rng(9)
+    for sub in ('hr', 'lq', 'real', 'unpair'):
+        (tmp_path / sub).mkdir()
+    hr = rng.integers(0, 256, size=(32, 40), dtype=np.uint8)  # grayscale HR
+    _save(hr, tmp_path / 'hr' / 'x.png')
+    lq = np.round(hr.reshape(8, 4, 10, 4).mean(axis=(1, 3))).astype(np.uint8)
+    alpha = rng.integers(0, 256, size=(8, 10, 1), dtype=np.uint8)
+    _save(np.concatenate([np.repeat(lq[..., None], 3, axis=2), alpha], axis=2), tmp_path / 'lq' / 'x.png', 'RGBA')
+    _save(_rand_img(rng, 9, 9, 1), tmp_path / 'real' / 'r.png')  # grayscale real LR
+    _save(_rand_img(rng, 20, 20, 4), tmp_path / 'unpair' / 'u.png')  # RGBA unpaired HR
+    opt = dict(
+        dataroot_gt=str(tmp_path / 'hr'),
+        dataroot_lq=str(tmp_path / 'lq'),
+        dataroot_ddm=None,
+        dataroot_lq_real=str(tmp_path / 'real'),
+        dataroot_gt_unpair=str(tmp_path / 'unpair'),
+        scale=4,
+        gt_size=16,
+        use_hflip=True,
+        use_rot=True)
+    ds = DASRPairedDataset(opt)
+    random.seed(4)
+    for _ in range(4):
+        with pytest.warns(UserWarning, match='alpha'):
+            item = ds[0]
+        assert item['lq'].shape == item['lq_real'].shape == (3, 4, 4)
+        assert item['gt'].shape == item['gt_unpair'].shape == (3, 16, 16)
+        for key in ('lq', 'gt', 'lq_real'):  # grayscale files: three equal channels
+            torch.testing.assert_close(item[key][1:], item[key][:1].expand(2, -1, -1))
+        block = torch.nn.functional.avg_pool2d(item['gt'][None], 4)[0]
+        torch.testing.assert_close(item['lq'], block, atol=1 / 255, rtol=0)

@@ -1,6 +1,8 @@
 """Tests for scripts/dasr_generate_data.py (DASR step 2: generated LR + domain-distance maps)."""
 import importlib.util
+import math
 import numpy as np
+import os
 import os.path as osp
 import pytest
 import torch
@@ -21,11 +23,11 @@ def gen():
     return module
 
 
-def _bundle(path, filter_type='gau', norm='batch'):
+def _bundle(path, filter_type='gau', norm='batch', d_arch='fsd'):
     torch.manual_seed(0)
     g_opt = dict(type='DASRDownsampler', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, scale=4)
     net_g = DASRDownsampler(**{k: v for k, v in g_opt.items() if k != 'type'})
-    net_d = DASRFSDiscriminator(filter_type=filter_type, norm=norm)
+    net_d = DASRFSDiscriminator(filter_type=filter_type, norm=norm, d_arch=d_arch, num_feat=8)
     net_d.eval()
     torch.save(
         {
@@ -123,3 +125,127 @@ def test_official_dsn_checkpoint_is_rebuilt(tmp_path, gen, filter_type, norm, d_
     # the norm is not recorded officially: a wrong override fails with a message naming the options
     with pytest.raises(ValueError, match='--norm'):
         gen.load_dsn(str(tmp_path / 'last_iteration.tar'), {'norm': 'batch' if norm == 'instance' else 'instance'})
+
+
+# the official create_dataset_modified.py convnets, written out here independently of srplugins
+OFFICIAL_CONVNETS = {
+    'fsd': [[5, 1, 2], [5, 1, 2], [5, 1, 2], [5, 1, 2]],
+    'nld_s1': [[4, 1, 1], [4, 1, 1], [4, 1, 1], [4, 1, 1]],
+    'nld_s2': [[4, 2, 1], [4, 2, 1], [4, 1, 1], [4, 1, 1]],
+}
+
+
+def official_receptive_average(prob, convnet, height, width):
+    """Explicit receptive-field averaging as the official receptive_cal.py (outFromIn + weights_matrix + getWeights),
+    one python loop per output value; each axis with its own geometry."""
+    geometry = []
+    for size in (height, width):
+        n, jump, rf, start = size, 1, 1, 0.5
+        for k, s, p in convnet:
+            n_out = math.floor((n - k + 2 * p) / s) + 1
+            pad_left = math.floor(((n_out - 1) * s - n + k) / 2)
+            n, jump, rf, start = n_out, jump * s, rf + (k - 1) * jump, start + ((k - 1) / 2 - pad_left) * jump
+        geometry.append((n, jump, rf, start))
+    (n_h, j_h, rf_h, s_h), (n_w, j_w, rf_w, s_w) = geometry
+    total, count = np.zeros((height, width)), np.zeros((height, width))
+    for i in range(n_h):
+        for j in range(n_w):
+            top, bottom = int(max(0, s_h + i * j_h - rf_h // 2)), int(s_h + i * j_h + rf_h - rf_h // 2)
+            left, right = int(max(0, s_w + j * j_w - rf_w // 2)), int(s_w + j * j_w + rf_w - rf_w // 2)
+            total[top:bottom, left:right] += prob[i, j]
+            count[top:bottom, left:right] += 1
+    return total / count
+
+
+@pytest.mark.parametrize('d_arch,size', [('nld_s1', (11, 14)), ('nld_s2', (24, 24)), ('nld_s2', (25, 26)),
+                                         ('nld_s2', (27, 30)), ('fsd', (9, 12))])
+def test_receptive_field_spreading_equals_official_loop(d_arch, size):
+    from srplugins.ops.frequency import DSN_RECEPTIVE_LAYERS, receptive_field_geometry, spread_over_receptive_fields
+    n_h = receptive_field_geometry(size[0], DSN_RECEPTIVE_LAYERS[d_arch])[0]
+    n_w = receptive_field_geometry(size[1], DSN_RECEPTIVE_LAYERS[d_arch])[0]
+    prob = torch.rand(1, 1, n_h, n_w, dtype=torch.float64)
+    ours = spread_over_receptive_fields(prob, DSN_RECEPTIVE_LAYERS[d_arch], size)
+    expected = official_receptive_average(prob[0, 0].numpy(), OFFICIAL_CONVNETS[d_arch], *size)
+    np.testing.assert_allclose(ours[0, 0].numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize('filter_type,d_arch', [('gau', 'nld_s2'), ('wavelet', 'nld_s1'), ('avg_pool', 'nld_s1')])
+def test_generate_nld_maps_follow_official_windows(tmp_path, gen, filter_type, d_arch):
+    net_g, net_d = _bundle(tmp_path / 'dsn.pth', filter_type, 'instance', d_arch)
+    hr_dir = _hr_folder(tmp_path / 'hr', {'a.png': (100, 106)})  # LR 25 x 26 (mod-cropped HR 100 x 104)
+    out = tmp_path / 'out'
+    gen.generate(str(tmp_path / 'dsn.pth'), str(hr_dir), str(out), progress=False)
+    lr = np.asarray(Image.open(out / 'lq' / 'a.png'))
+    with torch.no_grad():
+        prob = torch.sigmoid(net_d(torch.from_numpy(lr / 255.).float().permute(2, 0, 1)[None]))[0, 0].double()
+    canvas = (13, 13) if filter_type == 'wavelet' else (25, 26)  # discriminator input grid
+    ddm = np.load(out / 'ddm' / 'a.npy')
+    assert ddm.shape == (1, 1) + canvas
+    expected = official_receptive_average(prob.numpy(), OFFICIAL_CONVNETS[d_arch], *canvas)
+    np.testing.assert_allclose(ddm[0, 0], expected, atol=1e-6)
+    with pytest.raises(ValueError, match='--field'):
+        gen.generate(str(tmp_path / 'dsn.pth'), str(hr_dir), str(tmp_path / 'out2'), field=17, progress=False)
+
+
+def test_generate_grayscale_and_rgba_inputs(tmp_path, gen):
+    _bundle(tmp_path / 'dsn.pth')
+    rng = np.random.default_rng(5)
+    gray = rng.integers(0, 256, (32, 36), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (36, 32, 4), dtype=np.uint8)
+    (tmp_path / 'hr').mkdir()
+    (tmp_path / 'hr_rgb').mkdir()
+    Image.fromarray(gray, 'L').save(tmp_path / 'hr' / 'g.png')
+    Image.fromarray(rgba, 'RGBA').save(tmp_path / 'hr' / 'a.png')
+    Image.fromarray(np.repeat(gray[..., None], 3, axis=2)).save(tmp_path / 'hr_rgb' / 'g.png')
+    Image.fromarray(np.ascontiguousarray(rgba[..., :3])).save(tmp_path / 'hr_rgb' / 'a.png')
+    with pytest.warns(UserWarning, match='alpha'):
+        gen.generate(str(tmp_path / 'dsn.pth'), str(tmp_path / 'hr'), str(tmp_path / 'out'), progress=False)
+    gen.generate(str(tmp_path / 'dsn.pth'), str(tmp_path / 'hr_rgb'), str(tmp_path / 'ref'), progress=False)
+    for stem, shape in (('g', (8, 9, 3)), ('a', (9, 8, 3))):
+        lr = np.asarray(Image.open(tmp_path / 'out' / 'lq' / f'{stem}.png'))
+        assert lr.shape == shape
+        np.testing.assert_array_equal(lr, np.asarray(Image.open(tmp_path / 'ref' / 'lq' / f'{stem}.png')))
+        np.testing.assert_array_equal(
+            np.load(tmp_path / 'out' / 'ddm' / f'{stem}.npy'), np.load(tmp_path / 'ref' / 'ddm' / f'{stem}.npy'))
+
+
+def test_strip_suffix_links_realsr_pairs(tmp_path, gen):
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+    rng = np.random.default_rng(6)
+    for sub in ('LR', 'HR'):
+        (tmp_path / sub).mkdir()
+    for i in (1, 2):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / 'LR' / f'Canon_00{i}_LR4.png')
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / 'HR' / f'Canon_00{i}_HR.png')
+    gen.main(
+        ['strip-suffix', '--src',
+         str(tmp_path / 'LR'), '--dst',
+         str(tmp_path / 'stems' / 'LR'), '--suffix', '_LR4'])
+    written = gen.link_by_stem(str(tmp_path / 'HR'), str(tmp_path / 'stems' / 'HR'), '_HR', copy=True)
+    assert [osp.basename(p) for p in written] == ['Canon_001.png', 'Canon_002.png']
+    assert sorted(os.listdir(tmp_path / 'stems' / 'LR')) == ['Canon_001.png', 'Canon_002.png']
+    assert osp.islink(tmp_path / 'stems' / 'LR' / 'Canon_001.png')
+    assert not osp.islink(tmp_path / 'stems' / 'HR' / 'Canon_001.png')
+    # basicsr's PairedImageDataset now pairs them, each LR with its own HR
+    ds = PairedImageDataset({
+        'dataroot_gt': str(tmp_path / 'stems' / 'HR'),
+        'dataroot_lq': str(tmp_path / 'stems' / 'LR'),
+        'io_backend': {
+            'type': 'disk'
+        },
+        'phase': 'val',
+        'scale': 4
+    })
+    for item in (ds[0], ds[1]):
+        stem = osp.splitext(osp.basename(item['gt_path']))[0]
+        expected = np.asarray(Image.open(tmp_path / 'LR' / f'{stem}_LR4.png'), dtype=np.float32) / 255.
+        np.testing.assert_allclose(item['lq'].numpy().transpose(1, 2, 0), expected, atol=1e-6)
+    # a rerun is fine; missing suffix, name clashes and conflicting destinations are refused
+    gen.link_by_stem(str(tmp_path / 'LR'), str(tmp_path / 'stems' / 'LR'), '_LR4')
+    with pytest.raises(ValueError, match='differs'):
+        gen.link_by_stem(str(tmp_path / 'HR'), str(tmp_path / 'stems' / 'LR'), '_HR')
+    with pytest.raises(ValueError, match='does not end with'):
+        gen.link_by_stem(str(tmp_path / 'HR'), str(tmp_path / 'x'), '_LR4')
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / 'LR' / 'Canon_001_LR4.jpg')
+    with pytest.raises(ValueError, match='both become'):
+        gen.link_by_stem(str(tmp_path / 'LR'), str(tmp_path / 'y'), '_LR4')

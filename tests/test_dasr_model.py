@@ -413,3 +413,73 @@ def test_pipeline_dsn_generate_sr(tmp_path, alexnet_weights, run_train):
         values = [float(v) for v in re.findall(term + r': ([-+\de.]+)', log)]
         assert len(values) == 4 and all(math.isfinite(v) for v in values), (term, log[-2000:])
     assert osp.isfile(exp / 'models' / 'net_g_latest.pth') and osp.isfile(exp / 'models' / 'net_d_latest.pth')
+
+
+def _norm_buffers(net):
+    return {
+        k: v.clone()
+        for k, v in net.state_dict().items() if k.endswith(('running_mean', 'running_var', 'num_batches_tracked'))
+    }
+
+
+def test_dsn_generator_step_leaves_batchnorm_statistics_alone(tmp_path):
+    """Running statistics after one iteration = those of exactly the D step's forwards (real, then fake)."""
+    torch.manual_seed(0)
+    opt = dsn_opt(tmp_path)
+    opt['network_d'] = {'type': 'DASRFSDiscriminator', 'filter_type': 'gau', 'norm': 'batch', 'num_feat': 8}
+    opt['train'].update(col_opt=None, perceptual_opt=None)  # only the adversarial term reaches G
+    model = build_model(opt)
+    batch = _dsn_batch(tmp_path)
+    ref_g, ref_d = copy.deepcopy(model.net_g), copy.deepcopy(model.net_d)
+    g_before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+
+    with torch.no_grad():  # the reference, by hand: two train-mode forwards with the pre-step weights
+        fake = ref_g(batch['gt'])
+        ref_d.train()
+        ref_d(batch['lq_real'])
+        ref_d(fake)
+    expected, got = _norm_buffers(ref_d), _norm_buffers(model.net_d)
+    assert set(got) == {
+        f'net.net.{i}.{b}'
+        for i in (3, 6)
+        for b in ('running_mean', 'running_var', 'num_batches_tracked')
+    }
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7)
+    assert int(got['net.net.3.num_batches_tracked']) == int(got['net.net.6.num_batches_tracked']) == 2
+    # the adversarial gradient still reached the generator through D
+    assert any(not torch.equal(p, q) for p, q in zip(model.net_g.parameters(), g_before))
+    assert all(p.requires_grad for p in model.net_d.parameters())
+
+
+def test_sr_model_checks_discriminator_channels(tmp_path):
+    opt = sr_opt(tmp_path)
+    opt['train']['perceptual_opt'] = None
+    opt['network_d']['num_in_ch'] = 3
+    with pytest.raises(ValueError, match=r"network_d.num_in_ch must be 9 for train.fs.type 'wavelet'.*got 3"):
+        build_model(opt)
+    opt['train']['fs'] = {'type': 'gau', 'kernel_size': 9}
+    assert build_model(copy.deepcopy(opt)).net_d.model[0].in_channels == 3
+    opt['network_d']['num_in_ch'] = 9
+    with pytest.raises(ValueError, match=r"must be 3 for train.fs.type 'gau'"):
+        build_model(opt)
+
+
+def test_sr_model_logs_discriminator_probabilities(tmp_path):
+    torch.manual_seed(0)
+    opt = sr_opt(tmp_path)
+    opt['train']['perceptual_opt'] = None
+    opt['train']['optim_g']['lr'] = 0.0
+    opt['train']['optim_d']['lr'] = 0.0
+    model = build_model(opt)
+    batch = _sr_batch()
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+    log = model.get_current_log()
+    with torch.no_grad():
+        real = torch.sigmoid(model.net_d(model.high(batch['gt_unpair']))).mean()
+        fake = torch.sigmoid(model.net_d(model.high(model.net_g(batch['lq_real'])))).mean()
+    assert log['out_d_real'] == pytest.approx(real.item(), rel=1e-5)
+    assert log['out_d_fake'] == pytest.approx(fake.item(), rel=1e-5)

@@ -130,3 +130,32 @@ def test_receptive_field_average_equals_official_window_spreading():
             count[max(0, i - 8):i + 9, max(0, j - 8):j + 9] += 1
     np.testing.assert_allclose(ddm[0, 0].numpy(), total / count, atol=1e-12)
     assert fq.fsd_receptive_field() == 17
+
+
+def test_receptive_field_geometry_official_numbers():
+    layers = fq.DSN_RECEPTIVE_LAYERS
+    # official create_dataset_modified.py convnets, (kernel, stride, padding) per conv
+    assert [list(c) for c in layers['fsd']] == [[5, 1, 2]] * 4
+    assert [list(c) for c in layers['nld_s1']] == [[4, 1, 1]] * 4
+    assert [list(c) for c in layers['nld_s2']] == [[4, 2, 1], [4, 2, 1], [4, 1, 1], [4, 1, 1]]
+    # (outputs, jump, window, start) from the official receptive_cal arithmetic, worked out by hand
+    assert fq.receptive_field_geometry(20, layers['fsd']) == (20, 1, 17, 0.5)
+    assert fq.receptive_field_geometry(20, layers['nld_s1']) == (16, 1, 13, 2.5)
+    assert fq.receptive_field_geometry(24, layers['nld_s2']) == (4, 4, 34, 6.0)
+    assert fq.receptive_field_geometry(25, layers['nld_s2']) == (4, 4, 34, 7.0)  # odd sizes shift the start
+    # windows [floor(max(0, c - rf // 2)), floor(c + rf - rf // 2)) with c = start + i * jump, clipped to the canvas
+    assert fq.receptive_field_windows(40, layers['fsd'])[10] == (2, 19)
+    assert fq.receptive_field_windows(40, layers['nld_s1']) == [(max(0, i - 4), min(i + 9, 40)) for i in range(36)]
+    assert fq.receptive_field_windows(64, layers['nld_s2']) == [(max(0, 4 * i - 11), min(4 * i + 23, 64))
+                                                                for i in range(14)]
+    with pytest.raises(ValueError, match='too small'):
+        fq.spread_over_receptive_fields(torch.rand(1, 1, 1, 1), layers['nld_s2'], (4, 4))
+
+
+def test_fsd_window_spreading_equals_box_mean():
+    prob = torch.rand(2, 1, 11, 19, dtype=torch.float64)
+    torch.testing.assert_close(
+        fq.spread_over_receptive_fields(prob, fq.DSN_RECEPTIVE_LAYERS['fsd'], (11, 19)),
+        fq.receptive_field_average(prob, 17),
+        atol=1e-12,
+        rtol=0)

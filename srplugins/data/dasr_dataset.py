@@ -7,6 +7,10 @@ Paper: Wei et al., CVPR 2021 (arXiv 2004.01178), Sec. 3.1 / 3.2. Official code: 
 Deliberate differences from the official loaders:
 
 * Images of any mode (grayscale, palette, 16-bit, RGBA) are converted to RGB; dropping an alpha channel warns.
+  Samples are scaled by their type (8 bit / 255, 16 bit / 65535), never by the values found in the image.
+* Augmentation options are basicsr's (``use_hflip``, ``use_rot``) in both datasets. The official DSN options
+  ``--flips --rotations`` (random h/v flips and rot90) give the same uniform draw over the 8 flips / rotations as
+  ``use_hflip: true, use_rot: true``.
 * The SR-stage files are paired by file stem with an explicit check, never by sorted order.
 * The real-LR crop of the DSN stage is one random ``gt_size / scale`` crop (the official code takes a random
   ``gt_size`` crop and then a random ``gt_size / scale`` crop inside it).
@@ -28,27 +32,56 @@ from torch.utils import data
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
 
-def read_image_rgb(path):
-    """Reads any image as RGB float32 ``(H, W, 3)`` in [0, 1].
+def _to_unit_range(arr, path):
+    """Scales samples by their type: uint8 / 255, uint16 / 65535, floats clipped to [0, 1]."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    if arr.dtype in (np.float32, np.float64):
+        return np.clip(arr.astype(np.float32), 0, 1)
+    raise ValueError(f'{path}: unsupported sample type {arr.dtype} (expected 8-bit, 16-bit or floating-point).')
 
-    Grayscale / palette / CMYK images are converted to RGB; 16-bit and 32-bit integer grayscale images are scaled
-    by their bit depth; an alpha channel is dropped with a warning naming the file.
-    """
+
+def _decode_with_pil(path):
+    """Fallback for files OpenCV cannot decode; returns ``(array, has_alpha)``."""
     with Image.open(path) as img:
         img.load()
         mode = img.mode
-        if mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or (mode == 'P' and 'transparency' in img.info):
-            warnings.warn(f'{path}: image has an alpha channel ({mode}); it is dropped (converted to RGB).')
-        if mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I'):
-            arr = np.asarray(img, dtype=np.float32)
-            arr = arr / (65535.0 if mode.startswith('I;16') or arr.max() > 255 else 255.0)
-            return np.repeat(np.clip(arr, 0, 1)[..., None], 3, axis=2)
-        if mode == 'F':
-            arr = np.clip(np.asarray(img, dtype=np.float32), 0, 1)
-            return np.repeat(arr[..., None], 3, axis=2)
-        if mode != 'RGB':
+        has_alpha = mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or (mode == 'P' and 'transparency' in img.info)
+        if mode.startswith('I;16'):
+            return np.asarray(img).astype(np.uint16), False
+        if mode not in ('L', 'RGB', 'F', 'I'):
             img = img.convert('RGB')
-        return np.asarray(img, dtype=np.float32) / 255.0
+        return np.asarray(img), has_alpha
+
+
+def read_image_rgb(path):
+    """Reads any image as RGB float32 ``(H, W, 3)`` in [0, 1].
+
+    Decoded with OpenCV (``IMREAD_UNCHANGED``, so 16-bit files keep their depth; PIL as fallback). Samples are scaled
+    by their type: 8-bit / 255, 16-bit / 65535 (a dark 16-bit image stays dark), floats clipped to [0, 1].
+    Grayscale / palette / CMYK images become RGB; an alpha channel is dropped with a warning naming the file.
+    """
+    raw = np.fromfile(str(path), dtype=np.uint8)
+    arr = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    if arr is None:
+        arr, has_alpha = _decode_with_pil(path)
+        channel_order = 'rgb'
+    else:
+        has_alpha = arr.ndim == 3 and arr.shape[2] in (2, 4)
+        channel_order = 'bgr'
+    if has_alpha:
+        warnings.warn(f'{path}: image has an alpha channel; it is dropped (converted to RGB).')
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        arr = arr[..., :arr.shape[2] - 1]
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif channel_order == 'bgr':
+        arr = arr[..., ::-1]
+    return np.ascontiguousarray(_to_unit_range(arr, path))
 
 
 def list_images(folder, option):
@@ -128,12 +161,29 @@ def augment_arrays(arrays, hflip=False, vflip=False, transpose=False):
     return out
 
 
-def random_augment(arrays, use_flip, use_rot, rng=random):
-    """basicsr-style random augmentation: h-flip if ``use_flip``; v-flip and transpose if ``use_rot``."""
-    hflip = use_flip and rng.random() < 0.5
+def random_augment(arrays, use_hflip, use_rot, rng=random):
+    """basicsr-style random augmentation: h-flip if ``use_hflip``; v-flip and transpose if ``use_rot``."""
+    hflip = use_hflip and rng.random() < 0.5
     vflip = use_rot and rng.random() < 0.5
     transpose = use_rot and rng.random() < 0.5
     return augment_arrays(arrays, hflip, vflip, transpose)
+
+
+AUGMENT_OPTIONS = ('use_hflip', 'use_rot')
+
+
+def augment_options(opt, dataset, default):
+    """``(use_hflip, use_rot)`` from ``opt`` (basicsr ``PairedImageDataset`` keys, ``default`` when absent).
+
+    Raises:
+        ValueError: For any other ``use_*flip*`` / ``use_*rot*`` key (e.g. the official ``use_flip``), which would
+            otherwise be ignored silently.
+    """
+    unknown = [k for k in opt if k.startswith('use_') and ('flip' in k or 'rot' in k) and k not in AUGMENT_OPTIONS]
+    if unknown:
+        raise ValueError(f'{dataset}: unknown augmentation option(s) {unknown}; use use_hflip (random horizontal '
+                         'flip) and use_rot (random vertical flip and transposition), as basicsr PairedImageDataset.')
+    return bool(opt.get('use_hflip', default)), bool(opt.get('use_rot', default))
 
 
 def to_tensor(arr):
@@ -160,8 +210,10 @@ class DASRUnpairedDataset(data.Dataset):
         dataroot_gt (str): Folder of clean HR images (target domain, e.g. DIV2K train HR).
         scale (int): 2 or 4 (official ``--upscale_factor``). Default: 4.
         gt_size (int): HR crop size (official ``--crop_size`` 256); must be divisible by ``scale``.
-        use_flip (bool): Random vertical and horizontal flips (official ``--flips``, off by default).
-        use_rot (bool): Random rotation by 0/90/180/270 degrees (official ``--rotations``, off by default).
+        use_hflip (bool): Random horizontal flip (basicsr semantics). Default: false (official ``--flips`` off).
+        use_rot (bool): Random vertical flip and transposition (basicsr semantics). Default: false (official
+            ``--rotations`` off). Both true = the official ``--flips --rotations``: a uniform draw over the 8
+            flips / rotations. The real LR and the HR image are augmented independently (they are unpaired).
 
     Returns:
         dict: ``gt`` ``(3, gt_size, gt_size)``, ``lq_bicubic`` ``(3, gt_size/scale, gt_size/scale)``, ``lq_real``
@@ -177,17 +229,12 @@ class DASRUnpairedDataset(data.Dataset):
         if not isinstance(self.gt_size, int) or self.gt_size % self.scale:
             raise ValueError(f'gt_size must be an integer divisible by scale={self.scale}, got {self.gt_size!r}.')
         self.lq_size = self.gt_size // self.scale
-        self.use_flip = opt.get('use_flip', False)
-        self.use_rot = opt.get('use_rot', False)
+        self.use_hflip, self.use_rot = augment_options(opt, 'DASRUnpairedDataset', default=False)
         self.lq_paths = list_images(opt.get('dataroot_lq'), 'dataroot_lq')
         self.gt_paths = list_images(opt.get('dataroot_gt'), 'dataroot_gt')
 
     def _augment(self, img):
-        if self.use_flip:
-            img = augment_arrays([img], hflip=random.random() < 0.5, vflip=random.random() < 0.5)[0]
-        if self.use_rot:
-            img = np.ascontiguousarray(np.rot90(img, random.randint(0, 3)))
-        return img
+        return random_augment([img], self.use_hflip, self.use_rot)[0]
 
     def _crop(self, img, size, path, option):
         if img.shape[0] < size or img.shape[1] < size:
@@ -232,7 +279,8 @@ class DASRPairedDataset(data.Dataset):
         dataroot_gt_unpair (str, optional): Folder for the unpaired HR crops. Default: ``dataroot_gt``.
         scale (int): Default: 4.
         gt_size (int): HR crop size (official ``HR_size`` 128).
-        use_hflip / use_rot (bool): Augmentation (official ``use_flip`` / ``use_rot``, both true).
+        use_hflip / use_rot (bool): basicsr augmentation (official SRN ``use_flip`` / ``use_rot``, same semantics);
+            default true. Other flip / rotation keys are a ValueError.
 
     Returns:
         dict: ``lq`` ``(3, s, s)``, ``gt`` ``(3, gt_size, gt_size)``, ``ddm`` ``(1, s, s)``, ``lq_real``
@@ -249,8 +297,7 @@ class DASRPairedDataset(data.Dataset):
         if not isinstance(self.gt_size, int) or self.gt_size % self.scale:
             raise ValueError(f'gt_size must be an integer divisible by scale={self.scale}, got {self.gt_size!r}.')
         self.lq_size = self.gt_size // self.scale
-        self.use_hflip = opt.get('use_hflip', True)
-        self.use_rot = opt.get('use_rot', True)
+        self.use_hflip, self.use_rot = augment_options(opt, 'DASRPairedDataset', default=True)
 
         tables = {
             'dataroot_lq': index_by_stem(list_images(opt.get('dataroot_lq'), 'dataroot_lq'), 'dataroot_lq'),

@@ -11,12 +11,16 @@ Deliberate differences (each fixes a bug of the official code, see docs/DASR.md)
 
 * DSN: the discriminator is updated on detached fakes, then the generator's adversarial term is re-evaluated with the
   updated discriminator (the official loop back-propagates through a stale graph, a RuntimeError on torch >= 1.5).
+  That extra forward normalises with batch statistics as usual but leaves the running statistics of the
+  discriminator's BatchNorm layers untouched, so they are updated twice per iteration (real, fake), as officially.
 * GAN terms use BCE-with-logits (``basicsr.losses.GANLoss('vanilla')``) instead of ``-log(sigmoid + 1e-8)``.
 * The learning-rate decay of the DSN is per iteration (``LinearDecayLR``) instead of per epoch.
 * DSN checkpoints additionally store every network hyper-parameter (``models/dsn_<iter>.pth``) so the generation
   step rebuilds exactly what was trained.
 * The SR model is registered under a working name (the official JSONs name an unregistered model) and its
   frequency-separation filters do not depend on ``fs_kernel_size`` being set for wavelets.
+* Both models log the discriminator outputs as mean probabilities ``out_d_real`` / ``out_d_fake`` (sigmoid of the
+  logits; the official SRN logs raw ``D_t`` logits, the official DSN probabilities).
 """
 import copy
 import inspect
@@ -29,6 +33,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from collections import OrderedDict
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from srplugins.ops.frequency import FILTER_TYPES, frequency_separation
@@ -70,6 +75,26 @@ def _set_requires_grad(net, flag):
         p.requires_grad = flag
 
 
+def _running_stats(net):
+    """Copies of the running-statistics buffers (``running_mean``, ``running_var``, ``num_batches_tracked``) of every
+    BatchNorm / tracking InstanceNorm layer of ``net``."""
+    norm_base = getattr(nn.modules.batchnorm, '_NormBase', nn.modules.batchnorm._BatchNorm)
+    saved = []
+    for module in net.modules():
+        if isinstance(module, norm_base):
+            saved.append((module, {name: buf.detach().clone() for name, buf in module.named_buffers(recurse=False)}))
+    return saved
+
+
+def _restore_running_stats(saved):
+    """Writes back what :func:`_running_stats` copied. Call it after ``backward``: the norm layers' autograd nodes
+    keep the running buffers, so restoring them in place between forward and backward is an autograd error."""
+    with torch.no_grad():
+        for module, buffers in saved:
+            for name, value in buffers.items():
+                getattr(module, name).copy_(value)
+
+
 def _optional_loss(train_opt, key, default):
     """Builds ``train_opt[key]``; absent key -> ``default``; key present but null -> no loss."""
     if key in train_opt:
@@ -95,6 +120,11 @@ class DASRDownsamplerModel(SRGANModel):
     Options under ``train``: ``disc_freq`` / ``gen_freq`` (update every N iterations, default 1), ``optim_g`` /
     ``optim_d`` (default Adam lr 1e-4, betas 0.5/0.999) and ``scheduler`` (``LinearDecayLR`` with ``start_iter`` and
     ``total_iter``, or any basicsr scheduler).
+
+    BatchNorm discriminators: the running statistics are updated by the two forwards of the discriminator step
+    (real, then fake), as in the official loop; the generator step's forward through ``D`` uses batch statistics
+    (train mode, gradients flow to ``G_d``) and then restores the running statistics. With ``disc_freq > 1`` they
+    are updated only in the iterations that step ``D`` (the official loop runs both forwards every iteration).
 
     Validation / test: with basicsr's ``PairedImageDataset`` (``gt`` = HR, ``lq`` = paired real LR), ``G_d(HR)`` is
     compared with the real LR by the configured metrics. In this model's validation ``self.lq`` holds the network
@@ -220,10 +250,12 @@ class DASRDownsamplerModel(SRGANModel):
                     l_g_percep = sum(v for v in l_g_percep if v is not None)
                 l_g_total = l_g_total + l_g_percep
                 loss_dict['l_g_percep'] = l_g_percep
+            d_stats = _running_stats(self.net_d)
             l_g_gan = self.cri_gan(self.net_d(fake), True, is_disc=False)
             l_g_total = l_g_total + l_g_gan
             loss_dict['l_g_gan'] = l_g_gan
             l_g_total.backward()
+            _restore_running_stats(d_stats)  # the D step's two forwards are the only statistics updates
             self.optimizer_g.step()
             _set_requires_grad(self.net_d, True)
 
@@ -294,9 +326,15 @@ class DASRModel(SRGANModel):
     Frequency separation (``train.fs``): ``type`` ``wavelet`` (default; high = 9-channel Haar bands, low = 0.5 LL),
     ``gau`` or ``avg_pool`` (``kernel_size`` default 9, high = 0.5 + 0.5 (x - low)); ``norm`` (default true).
 
+    ``D_t`` input channels (``network_d.num_in_ch``) must match the frequency separation: ``3 C`` for wavelet (9 for
+    RGB), ``C`` for gau / avg_pool, with ``C`` = ``network_g.num_out_ch``; anything else is a ValueError.
+
     G is updated when ``current_iter % net_d_iters == 0`` and ``current_iter > net_d_init_iters`` (basicsr
-    semantics; official ``G_update_inter``); D every iteration. Validation is basicsr's SR validation on paired
-    real LR / HR data.
+    semantics; official ``G_update_inter``); D every iteration. The generator step's forward through ``D_t`` runs
+    in train mode and is not excluded from running statistics, as in the official ``DASR_Model`` and basicsr's
+    ``SRGANModel`` (the official ``D_t`` uses InstanceNorm without running statistics, so this only matters for a
+    BatchNorm ``network_d``). Logged ``out_d_real`` / ``out_d_fake`` are mean probabilities (sigmoid of the logits),
+    as in ``DASRDownsamplerModel``. Validation is basicsr's SR validation on paired real LR / HR data.
     """
 
     def init_training_settings(self):
@@ -320,6 +358,7 @@ class DASRModel(SRGANModel):
             ll_opt.setdefault('count_include_pad', True)
 
         super().init_training_settings()  # EMA, net_d, pixel / perceptual / gan losses, optimizers, schedulers
+        self._check_discriminator_channels()
         self.cri_pix_ll = build_loss(copy.deepcopy(ll_opt)).to(self.device) if ll_opt else None
         if getattr(self, 'cri_gan', None) is None:
             raise ValueError('DASRModel needs train.gan_opt (the adversarial term on real LR).')
@@ -327,6 +366,16 @@ class DASRModel(SRGANModel):
                 and 'weight' not in inspect.signature(self.cri_perceptual.forward).parameters:
             raise ValueError('train.ddm_weighted contains "perceptual", but the perceptual_opt loss takes no weight; '
                              'use LPIPSLoss.')
+
+    def _check_discriminator_channels(self):
+        image_ch = int(self.opt['network_g'].get('num_out_ch', 3))
+        expected = 3 * image_ch if self.fs_type == 'wavelet' else image_ch
+        first_conv = next((m for m in self.get_bare_model(self.net_d).modules() if isinstance(m, nn.Conv2d)), None)
+        if first_conv is not None and first_conv.in_channels != expected:
+            detail = ('the 3 Haar detail bands of each channel, concatenated'
+                      if self.fs_type == 'wavelet' else 'one high-pass channel per image channel')
+            raise ValueError(f'network_d.num_in_ch must be {expected} for train.fs.type {self.fs_type!r} with '
+                             f'{image_ch}-channel images ({detail}), got {first_conv.in_channels}.')
 
     def high(self, x):
         """High-frequency part used by ``D_t`` (``(B, 9, H/2, W/2)`` for wavelet)."""
@@ -390,8 +439,8 @@ class DASRModel(SRGANModel):
         self.optimizer_d.step()
         loss_dict['l_d_real'] = l_d_real
         loss_dict['l_d_fake'] = l_d_fake
-        loss_dict['out_d_real'] = real_pred.detach().mean()
-        loss_dict['out_d_fake'] = fake_pred.detach().mean()
+        loss_dict['out_d_real'] = torch.sigmoid(real_pred.detach()).mean()  # probabilities, as the DSN stage
+        loss_dict['out_d_fake'] = torch.sigmoid(fake_pred.detach()).mean()
 
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:

@@ -17,6 +17,10 @@ Official behaviour followed (ShuhangGu/DASR ``codes/DSN/model.py``, ``codes/SRN/
 Deliberate differences: every function works for any number of channels (the official filters hard-code 3), does not
 need ``pytorch_wavelets`` and runs on the input's device and dtype.
 
+The module also holds the receptive-field arithmetic of the domain-distance maps (official
+``codes/DSN/receptive_cal.py``): :func:`receptive_field_geometry`, :func:`receptive_field_windows`,
+:func:`spread_over_receptive_fields` and, for the FSD discriminator, the equivalent :func:`receptive_field_average`.
+
 All functions are pure: they take tensors shaped ``(B, C, H, W)`` and return new tensors.
 """
 import math
@@ -286,6 +290,105 @@ def receptive_field_average(prob, field=17):
     _check_4d(prob, 'prob')
     _check_kernel_size(field)
     return F.avg_pool2d(prob, field, stride=1, padding=field // 2, count_include_pad=False)
+
+
+# Official conv descriptions ``(kernel, stride, padding)`` of the DSN discriminator bodies used to place the
+# receptive-field windows of the domain-distance maps (codes/DSN/create_dataset_modified.py, ``convnet``). For FSD
+# this is four 5x5 convs, i.e. the three 5x5 convs of the body plus the 5x5 high-pass filter.
+DSN_RECEPTIVE_LAYERS = {
+    'fsd': ((5, 1, 2), ) * 4,
+    'nld_s1': ((4, 1, 1), ) * 4,
+    'nld_s2': ((4, 2, 1), (4, 2, 1), (4, 1, 1), (4, 1, 1)),
+}
+
+
+def receptive_field_geometry(size, layers):
+    """Receptive-field arithmetic of the official ``receptive_cal.receptive_cal`` along one axis.
+
+    Starting from ``(size, jump 1, receptive field 1, start 0.5)``, each conv ``(k, s, p)`` gives
+    ``n' = floor((n - k + 2p) / s) + 1``, ``pad_left = floor(((n' - 1) s - n + k) / 2)``, ``rf' = rf + (k - 1) jump``,
+    ``start' = start + ((k - 1) / 2 - pad_left) jump`` and ``jump' = jump s``.
+
+    Args:
+        size (int): Length of the canvas axis (the discriminator input).
+        layers (Sequence[tuple[int, int, int]]): ``(kernel, stride, padding)`` per conv, e.g.
+            ``DSN_RECEPTIVE_LAYERS['nld_s2']``.
+
+    Returns:
+        tuple: ``(n_out, jump, rf, start)``: outputs along the axis, their spacing, the window size and the centre
+        of output 0 (in canvas pixels, pixel ``r`` spanning ``[r, r + 1)``).
+    """
+    n, jump, rf, start = int(size), 1, 1, 0.5
+    for kernel, stride, pad in layers:
+        n_out = (n - kernel + 2 * pad) // stride + 1
+        pad_left = ((n_out - 1) * stride - n + kernel) // 2
+        rf += (kernel - 1) * jump
+        start += ((kernel - 1) / 2 - pad_left) * jump
+        jump *= stride
+        n = n_out
+    return n, jump, rf, start
+
+
+def receptive_field_windows(size, layers):
+    """Canvas rows ``[lo, hi)`` that each discriminator output covers along one axis (official ``weights_matrix``).
+
+    Output ``i`` covers ``[floor(max(0, c_i - rf // 2)), floor(c_i + rf - rf // 2))`` with ``c_i = start + i * jump``
+    (see :func:`receptive_field_geometry`), clipped to the canvas. Official values: FSD ``[i - 8, i + 9)``;
+    nld_s1 ``[i - 4, i + 9)`` (13 pixels, step 1); nld_s2 with ``size`` a multiple of 4 ``[4i - 11, 4i + 23)``
+    (34 pixels, step 4).
+
+    Returns:
+        list[tuple[int, int]]: One ``(lo, hi)`` per output.
+    """
+    n, jump, rf, start = receptive_field_geometry(size, layers)
+    windows = []
+    for i in range(max(n, 0)):
+        centre = start + i * jump
+        windows.append((int(math.floor(max(0.0, centre - rf // 2))), min(int(math.floor(centre + rf - rf // 2)), size)))
+    return windows
+
+
+def _window_matrix(size, layers, dtype, device):
+    windows = receptive_field_windows(size, layers)
+    if not windows:
+        raise ValueError(f'A canvas of {size} pixels is too small for the discriminator layers {tuple(layers)}.')
+    rows = torch.arange(size, device=device)[:, None]
+    lo = torch.tensor([w[0] for w in windows], device=device)[None]
+    hi = torch.tensor([w[1] for w in windows], device=device)[None]
+    return ((rows >= lo) & (rows < hi)).to(dtype)
+
+
+def spread_over_receptive_fields(prob, layers, canvas_size):
+    """Domain-distance map by official receptive-field averaging (``receptive_cal.getWeights``), vectorised.
+
+    Every discriminator output ``prob[..., i, j]`` is added uniformly to its receptive-field window on a canvas of
+    ``canvas_size`` and the sum is divided by the number of windows covering each pixel. Windows are rectangles, so
+    the sums are ``A_h @ prob @ A_w^T`` with the 0/1 window matrices ``A`` of :func:`receptive_field_windows`.
+
+    Difference from the official code: each axis uses its own geometry; the official ``getWeights`` uses the width
+    axis' ``start`` for both axes (a shadowed variable), which only differs for ``nld_s2`` when height and width
+    differ in their remainder modulo 4.
+
+    Args:
+        prob (Tensor): Discriminator probabilities ``(B, 1, n_h, n_w)``; ``n_h`` / ``n_w`` at least the output count
+            that the layers give for the canvas (extra trailing rows / columns are ignored, as officially).
+        layers (Sequence[tuple[int, int, int]]): ``(kernel, stride, padding)`` per conv (``DSN_RECEPTIVE_LAYERS``).
+        canvas_size (tuple[int, int]): ``(H, W)`` of the map, i.e. of the discriminator input.
+
+    Returns:
+        Tensor: ``(B, 1, H, W)``, values in the range of ``prob``.
+    """
+    _check_4d(prob, 'prob')
+    height, width = (int(v) for v in canvas_size)
+    a_h = _window_matrix(height, layers, prob.dtype, prob.device)
+    a_w = _window_matrix(width, layers, prob.dtype, prob.device)
+    n_h, n_w = a_h.size(1), a_w.size(1)
+    if prob.size(-2) < n_h or prob.size(-1) < n_w:
+        raise ValueError(f'prob has {tuple(prob.shape[-2:])} outputs, the layers give {(n_h, n_w)} for a canvas of '
+                         f'{(height, width)}.')
+    total = torch.einsum('hi,bcij,wj->bchw', a_h, prob[..., :n_h, :n_w], a_w)
+    count = a_h.sum(1)[:, None] * a_w.sum(1)[None, :]
+    return total / count
 
 
 def fsd_receptive_field(num_convs=4, kernel_size=5):
