@@ -7,6 +7,7 @@ import numpy as np
 import os
 import os.path as osp
 import pytest
+import re
 import subprocess
 import sys
 import torch
@@ -473,6 +474,19 @@ def test_realesrgan_same_options_on_cuda(tmp_path, vgg19_weights):
     assert next(model.net_d.parameters()).is_cuda
     for log in logs:
         assert all(math.isfinite(v) for v in log.values()), log
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_demo_option_files_unchanged_on_cuda(tmp_path, demo_data, run_train):
+    """The CPU demo option files (``num_gpu: auto``) train on the GPU when one is present, both stages."""
+    for name in ('demo_RealESRNet_x4.yml', 'demo_RealESRGAN_x4.yml'):
+        opt = _demo_option(name, demo_data)
+        assert opt['num_gpu'] == 'auto'
+        result = run_train(opt, tmp_path, env={'CUDA_VISIBLE_DEVICES': '0'})
+        assert result.returncode == 0, result.stdout[-3000:]
+        # basicsr logs the resolved option; 'auto' became the number of visible GPUs
+        assert re.search(r'num_gpu: 1\b', result.stdout), result.stdout[-3000:]
+        assert 'l_pix' in result.stdout or 'l_g_pix' in result.stdout
 
 
 IMPORT_CHECK = """
