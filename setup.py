@@ -39,7 +39,7 @@ setup(
     long_description_content_type='text/markdown',
     keywords='super-resolution, basicsr, pytorch, srgan, bsrgan, a2n, dasr, real-esrgan',
     license='Apache License 2.0',
-    python_requires='>=3.8,<3.13',
+    python_requires='>=3.9,<3.13',
     packages=find_packages(
         exclude=('options', 'datasets', 'experiments', 'results', 'tb_logger', 'wandb', 'tests', 'scripts', 'docs')),
     include_package_data=True,

@@ -9,7 +9,8 @@ in ``tests/test_compat.py`` that fails without it. The fixes are split in two gr
   - ``torchvision.transforms.functional_tensor`` alias (module removed in torchvision 0.17; basicsr 1.4.2 imports it
     in ``basicsr/data/degradations.py``: ``ModuleNotFoundError`` on ``import basicsr``).
   - ``pkg_resources`` stand-in for ``pytorch_wavelets`` (it imports ``pkg_resources.resource_stream``, gone with
-    setuptools >= 81), installed only when ``pytorch_wavelets`` is installed and ``pkg_resources`` is not.
+    setuptools >= 81): a last-resort import hook that serves it only while pytorch_wavelets is imported and no real
+    ``pkg_resources`` exists.
 
 * :func:`apply_basicsr_fixes` patches basicsr objects after it is imported:
 
@@ -19,19 +20,23 @@ in ``tests/test_compat.py`` that fails without it. The fixes are split in two gr
     ``torch.cuda.current_device()``).
   - ``basicsr.train.load_resume_state``: state mapped onto the model's device (basicsr maps to CUDA), auto-resume
     searched under ``root_path/experiments/<name>`` (basicsr: relative to the cwd) with a warning when nothing is
-    found (basicsr silently archives the experiment and restarts).
+    found (basicsr silently archives the experiment and restarts): printed and issued as a ``UserWarning`` at once,
+    and logged (console + ``train_*.log``) by ``basicsr.train.get_root_logger`` once the run's logger exists.
   - ``basicsr.data.worker_init_fn``: fresh randomness per epoch (basicsr seeds every worker identically every epoch,
     so on-the-fly degradations repeat their random draws).
   - ``VGGFeatureExtractor``: backbone weights through :func:`srplugins.utils.pretrained.resolve_pretrained` (basicsr
     downloads at construction, a bare ``URLError`` offline, and loads the vgg19 file for every ``vgg_type``).
-  - ``BaseModel.load_network``: a checkpoint whose file name says ``_x2`` / ``_x3`` / ``_x4`` must match the option
-    ``scale`` (A2N x2 and x3 files have identical shapes and would load silently into the wrong model).
+  - ``BaseModel.load_network``: a generator checkpoint whose file name says ``_x2`` / ``_x3`` / ``_x4`` must match the
+    option ``scale`` (A2N x2 and x3 files have identical shapes and would load silently into the wrong model); the
+    error names the ``path.pretrain_network_*`` option; discriminator files are scale-free and not checked.
+    :func:`scale_from_filename` is srplugins' one parser of scale tokens in file names.
 
 Argument normalisation for ``torch.distributed.launch`` (``--local-rank=N``) is :func:`normalize_local_rank_argv`,
 called by the entry points.
 """
 import datetime
 import importlib
+import importlib.abc
 import importlib.util
 import os
 import os.path as osp
@@ -41,7 +46,7 @@ import sys
 import types
 import warnings
 
-_STATE = {'import_fixes': False, 'basicsr_fixes': False, 'dist_params': {}}
+_STATE = {'import_fixes': False, 'basicsr_fixes': False, 'dist_params': {}, 'pending_log_warnings': []}
 # basicsr's own functions, replaced by apply_basicsr_fixes (kept for tests and for delegation)
 _ORIGINALS = {}
 
@@ -73,23 +78,51 @@ def fix_torchvision_functional_tensor():
     return True
 
 
-def fix_pkg_resources_for_pytorch_wavelets():
-    """Provide ``pkg_resources.resource_stream`` for ``pytorch_wavelets`` when setuptools >= 81 removed it.
+def _importing_pytorch_wavelets():
+    return any(name == 'pytorch_wavelets' or name.startswith('pytorch_wavelets.') for name in list(sys.modules))
 
-    Only installed when pytorch_wavelets is installed and ``pkg_resources`` cannot be found. Returns True when the
-    stand-in was installed.
+
+class _PkgResourcesStandInLoader(importlib.abc.Loader):
+    """Makes the ``pkg_resources`` stand-in: only ``resource_stream``, what pytorch_wavelets uses."""
+
+    def create_module(self, spec):
+        return None  # the default module
+
+    def exec_module(self, module):
+        import importlib.resources as resources
+
+        def resource_stream(package, resource):
+            return resources.files(package).joinpath(resource).open('rb')
+
+        module.__doc__ = 'srplugins stand-in: only resource_stream, for pytorch_wavelets on setuptools >= 81.'
+        module.resource_stream = resource_stream
+
+
+class PkgResourcesStandInFinder(importlib.abc.MetaPathFinder):
+    """Last entry of ``sys.meta_path``: serves the ``pkg_resources`` stand-in while pytorch_wavelets is imported.
+
+    Being last, it is asked only after every real finder failed, i.e. only when setuptools no longer provides
+    ``pkg_resources``; and it answers only while a ``pytorch_wavelets`` module is being (or has been) imported, so any
+    other ``import pkg_resources`` still fails as it would without srplugins.
     """
-    if 'pkg_resources' in sys.modules or _module_exists('pkg_resources') or not _module_exists('pytorch_wavelets'):
+
+    def find_spec(self, name, path=None, target=None):
+        if name != 'pkg_resources' or not _importing_pytorch_wavelets():
+            return None
+        return importlib.util.spec_from_loader(name, _PkgResourcesStandInLoader(), origin='srplugins stand-in')
+
+
+def fix_pkg_resources_for_pytorch_wavelets():
+    """Provide ``pkg_resources.resource_stream`` to ``pytorch_wavelets`` when setuptools >= 81 removed it.
+
+    pytorch_wavelets' ``dtcwt/coeffs.py`` does ``from pkg_resources import resource_stream`` at import. Nothing is
+    created here: a :class:`PkgResourcesStandInFinder` is appended to ``sys.meta_path``, and the stand-in module exists
+    only once pytorch_wavelets is actually imported and no real ``pkg_resources`` is found. Returns True when the
+    finder was added (False when it already was: idempotent).
+    """
+    if any(isinstance(finder, PkgResourcesStandInFinder) for finder in sys.meta_path):
         return False
-    import importlib.resources as resources
-
-    def resource_stream(package, resource):
-        return resources.files(package).joinpath(resource).open('rb')
-
-    stand_in = types.ModuleType('pkg_resources')
-    stand_in.__doc__ = 'srplugins stand-in: only resource_stream, for pytorch_wavelets on setuptools >= 81.'
-    stand_in.resource_stream = resource_stream
-    sys.modules['pkg_resources'] = stand_in
+    sys.meta_path.append(PkgResourcesStandInFinder())
     return True
 
 
@@ -138,8 +171,8 @@ def init_dist(launcher, backend=None, timeout=None, **kwargs):
     """CPU-aware replacement for ``basicsr.utils.dist_util.init_dist``.
 
     * ``pytorch`` launcher (``torch.distributed.launch`` and ``torchrun``): rank/world size from the environment;
-      ``LOCAL_RANK`` selects the GPU (basicsr used ``RANK % num_gpus``, wrong across nodes and a division by zero
-      without a GPU).
+      with CUDA, ``LOCAL_RANK`` selects the GPU whatever the backend (basicsr used ``RANK % num_gpus``, wrong across
+      nodes and a division by zero without a GPU).
     * backend: the argument, else YAML ``dist_params.backend``, else ``nccl`` when CUDA is available, else ``gloo``.
       ``nccl`` without CUDA is an error that says to use gloo.
     * timeout: seconds (argument or YAML ``dist_params.timeout``); torch's default otherwise. Long validations on
@@ -170,7 +203,7 @@ def init_dist(launcher, backend=None, timeout=None, **kwargs):
             if var not in os.environ:
                 raise RuntimeError(f'--launcher pytorch needs the environment variable {var}: start the script with '
                                    '`python -m torch.distributed.launch --nproc_per_node=N ...` or `torchrun`.')
-        if use_cuda and backend == 'nccl':
+        if use_cuda:  # every backend: the model goes to the current CUDA device
             local_rank = int(os.environ.get('LOCAL_RANK', int(os.environ['RANK']) % torch.cuda.device_count()))
             torch.cuda.set_device(local_rank)
         init_kwargs = {}
@@ -219,7 +252,7 @@ def load_resume_state(opt):
     """
     import torch
     from basicsr.train import check_resume
-    from basicsr.utils import get_root_logger, scandir
+    from basicsr.utils import scandir
 
     resume_state_path = None
     if opt['auto_resume']:
@@ -240,8 +273,11 @@ def load_resume_state(opt):
                 (f'The existing folder {exp_root} will be archived (renamed with _archived_<time>).'
                  if osp.exists(exp_root) else ''))
             warnings.warn(msg, stacklevel=2)
-            print(f'WARNING: {msg}', flush=True)
-            get_root_logger().warning(msg)
+            if opt.get('rank', 0) == 0:
+                print(f'WARNING: {msg}', flush=True)
+            # Not get_root_logger() here: basicsr would mark its logger initialised without the log file, and the
+            # run's train_*.log and every INFO line would be lost. The log file gets it once it exists.
+            _STATE['pending_log_warnings'].append(msg)
     elif opt['path'].get('resume_state'):
         resume_state_path = opt['path']['resume_state']
         if not osp.isfile(resume_state_path):
@@ -252,6 +288,21 @@ def load_resume_state(opt):
     resume_state = torch.load(resume_state_path, map_location=resume_map_location(opt))
     check_resume(opt, resume_state['iter'])
     return resume_state
+
+
+def _wrap_train_get_root_logger(original):
+    """``basicsr.train.get_root_logger`` that logs the warnings held back until the run's logger (and file) exist."""
+
+    def get_root_logger(*args, **kwargs):
+        logger = original(*args, **kwargs)
+        pending = _STATE['pending_log_warnings']
+        while pending:
+            logger.warning(pending.pop(0))
+        return logger
+
+    get_root_logger.__wrapped__ = original
+    get_root_logger.__doc__ = original.__doc__
+    return get_root_logger
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -274,27 +325,86 @@ def worker_init_fn(worker_id, num_workers, rank, seed):
 # --------------------------------------------------------------------------------------------------------------------
 # checkpoints
 # --------------------------------------------------------------------------------------------------------------------
-_SCALE_IN_NAME = re.compile(r'_x([1-8])(?![0-9])', re.IGNORECASE)
+# A scale token: ``x{N}`` (one digit) at the start of the stem or after ``_`` / ``-`` / ``.``, optionally written
+# ``SRx{N}``, followed by the end, a separator or a letter: ``aan_x2``, ``net_g_x3_latest``, ``RealESRGAN_x4plus``,
+# ``A2N_SRx4_DIV2K``; not ``max4``, ``x16`` or ``box2``.
+_SCALE_TOKEN = re.compile(r'(?:^|[_\-.])(?:SR)?x([1-9])(?=$|[_\-.a-zA-Z])', re.IGNORECASE)
+
+
+def scales_in_filename(path):
+    """Distinct scales written in a file name (see :func:`scale_from_filename`), in order of appearance."""
+    if not path:
+        return []
+    stem = osp.splitext(osp.basename(str(path)))[0]
+    scales = []
+    for token in _SCALE_TOKEN.findall(stem):
+        if int(token) not in scales:
+            scales.append(int(token))
+    return scales
+
+
+def scale_from_filename(path, strict=True):
+    """The scale a checkpoint's file name declares (``aan_x2.pt`` -> 2, ``net_g_x3_latest.pth`` -> 3), else None.
+
+    The one parser of scale tokens in srplugins (used by the ``load_network`` check, ``srplugins.utils.checkpoint``
+    and ``scripts/eval_a2n_official.py``); no basicsr import. A name with two different scales
+    (``A2N_x2_to_x4.pth``) is a ValueError (``strict``) or None (``strict=False``: no scale is guessed from it).
+    """
+    scales = scales_in_filename(path)
+    if len(scales) > 1:
+        if strict:
+            raise ValueError(f'{path}: the file name declares {len(scales)} different scales '
+                             f'({", ".join(f"x{s}" for s in scales)}); rename the file so that it names only the '
+                             'scale of its weights.')
+        return None
+    return scales[0] if scales else None
 
 
 def check_checkpoint_scale(load_path, scale, option='path.pretrain_network_g'):
-    """Raise ValueError when a checkpoint's file name declares another scale than the option ``scale``."""
+    """Raise ValueError when a generator checkpoint's file name declares another scale than the option ``scale``.
+
+    ``option`` names where the path came from in the error message. A name with two different scales is refused.
+    """
     if scale is None or load_path is None:
         return
-    found = _SCALE_IN_NAME.findall(osp.basename(str(load_path)))
-    if found and int(found[-1]) != int(scale):
-        raise ValueError(f'{option} = {load_path}: the file name says x{found[-1]} but the option `scale` is {scale}. '
+    try:
+        found = scale_from_filename(load_path)
+    except ValueError as error:
+        raise ValueError(f'{option} = {error} The option `scale` is {scale}.') from None
+    if found is not None and found != int(scale):
+        raise ValueError(f'{option} = {load_path}: the file name says x{found} but the option `scale` is {scale}. '
                          'Checkpoints of different scales can have identical shapes (A2N x2/x3) and would load '
                          'silently into the wrong model: use the file made for this scale, or rename the file if it '
                          'is really a x{} model.'.format(scale))
 
 
+def _pretrain_option(opt, load_path):
+    """The ``path.pretrain_network_*`` key whose value is ``load_path`` (None when the path is from elsewhere)."""
+    target = osp.abspath(osp.expanduser(str(load_path)))
+    for key, value in (opt.get('path') or {}).items():
+        if key.startswith('pretrain_network_') and value and osp.abspath(osp.expanduser(str(value))) == target:
+            return key
+    return None
+
+
+def _is_discriminator(key, net):
+    """Discriminators are scale-free: ``pretrain_network_d`` (``_d2``, ``_d_*``) or a ``*Discriminator*`` class."""
+    net = getattr(net, 'module', net)  # DataParallel / DistributedDataParallel
+    if key is not None and re.fullmatch(r'pretrain_network_d(\d*|_.*)', key):
+        return True
+    return 'discriminator' in type(net).__name__.lower()
+
+
 def _wrap_load_network(original):
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
-        check_checkpoint_scale(load_path, self.opt.get('scale'))
+        key = _pretrain_option(self.opt, load_path) if load_path is not None else None
+        option = f'path.{key}' if key else 'checkpoint'
+        if not _is_discriminator(key, net):
+            check_checkpoint_scale(load_path, self.opt.get('scale'), option=option)
         if not osp.isfile(load_path):
-            raise FileNotFoundError(f'Checkpoint {load_path} (from the option file\'s `path` section) does not exist.')
+            raise FileNotFoundError(f'{option} = {load_path}: checkpoint does not exist (from the option file\'s '
+                                    '`path` section).')
         return original(self, net, load_path, strict=strict, param_key=param_key)
 
     load_network.__wrapped__ = original
@@ -338,6 +448,7 @@ def apply_basicsr_fixes():
         model_to_device=BaseModel.model_to_device,
         load_network=BaseModel.load_network,
         load_resume_state=basicsr.train.load_resume_state,
+        train_get_root_logger=basicsr.train.get_root_logger,
         worker_init_fn=basicsr.data.worker_init_fn,
         vgg_init=VGGFeatureExtractor.__init__)
     basicsr.utils.dist_util.init_dist = init_dist
@@ -345,6 +456,7 @@ def apply_basicsr_fixes():
     BaseModel.model_to_device = _model_to_device
     BaseModel.load_network = _wrap_load_network(BaseModel.load_network)
     basicsr.train.load_resume_state = load_resume_state
+    basicsr.train.get_root_logger = _wrap_train_get_root_logger(basicsr.train.get_root_logger)
     basicsr.data.worker_init_fn = worker_init_fn
     VGGFeatureExtractor.__init__ = _wrap_vgg_init(VGGFeatureExtractor.__init__)
     _STATE['basicsr_fixes'] = True

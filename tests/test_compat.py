@@ -1,4 +1,8 @@
 """Each stack fix of srplugins.compat: what breaks without it, and that it works with it."""
+import datetime
+import importlib
+import importlib.abc
+import importlib.util
 import json
 import numpy as np
 import os
@@ -60,19 +64,121 @@ def test_torchvision_functional_tensor_alias():
     assert result['same']
 
 
-def test_pkg_resources_stand_in_only_when_missing():
-    """With pkg_resources blocked (setuptools >= 81) and pytorch_wavelets present, the stand-in serves files."""
-    if compat._module_exists('pytorch_wavelets'):
-        code = """
-        import json, sys
-        sys.modules['pkg_resources'] = None  # what setuptools >= 81 looks like: import fails
-        del sys.modules['pkg_resources']
-        import importlib.machinery
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == 'pkg_resources':
-                    raise ModuleNotFoundError("No module named 'pkg_resources'")
-        sys.meta_path.insert(0, Block())
+class _FunctionalTensorFinder(importlib.abc.MetaPathFinder):
+    """Makes ``torchvision.transforms.functional_tensor`` missing (``present=False``) or present (a marker module)."""
+    name = 'torchvision.transforms.functional_tensor'
+
+    def __init__(self, present):
+        self.present = present
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self.name:
+            return None
+        if not self.present:
+            raise ModuleNotFoundError(f'No module named {name!r}', name=name)
+        return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.rgb_to_grayscale = 'real functional_tensor'
+
+
+@pytest.mark.parametrize('present', [False, True])
+def test_functional_tensor_alias_only_when_missing(monkeypatch, present):
+    """The alias is installed exactly when torchvision lacks the module, and a real module is never shadowed."""
+    from torchvision.transforms import functional
+    name = _FunctionalTensorFinder.name
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, 'meta_path', [_FunctionalTensorFinder(present)] + sys.meta_path)
+    try:
+        installed = compat.fix_torchvision_functional_tensor()
+        module = importlib.import_module(name)
+        assert installed is not present
+        if present:
+            assert module.rgb_to_grayscale == 'real functional_tensor'
+        else:
+            assert module.rgb_to_grayscale is functional.rgb_to_grayscale
+            assert 'srplugins alias' in module.__doc__
+            assert compat.fix_torchvision_functional_tensor() is False  # idempotent
+    finally:
+        sys.modules.pop(name, None)  # monkeypatch restores the alias that srplugins installed at import (if any)
+
+
+# a stand-in for pytorch_wavelets: its coeffs module reads a data file with pkg_resources at import, as
+# pytorch_wavelets/dtcwt/coeffs.py does
+_FAKE_WAVELETS = (
+    ('pytorch_wavelets/__init__.py', 'from pytorch_wavelets.coeffs import DATA\n'),
+    ('pytorch_wavelets/coeffs.py', 'from pkg_resources import resource_stream\n'
+     "DATA = resource_stream('pytorch_wavelets', 'data.txt').read()\n"),
+    ('pytorch_wavelets/data.txt', 'filter taps'),
+)
+
+
+def _pkg_resources_probe(tmp_path, real_pkg_resources):
+    """Import srplugins, then pkg_resources alone, then (a fake) pytorch_wavelets that needs pkg_resources."""
+    for rel, text in _FAKE_WAVELETS:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    if real_pkg_resources:
+        (tmp_path / 'pkg_resources.py').write_text('REAL = True\n'
+                                                   'def resource_stream(package, resource):\n'
+                                                   '    import io\n'
+                                                   "    return io.BytesIO(b'from the real pkg_resources')\n")
+    return _last_json(
+        _run_python(f"""
+        import importlib.machinery, json, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        # setuptools >= 81: whatever setuptools is installed here, its pkg_resources is not found
+        path_finder = importlib.machinery.PathFinder.find_spec
+        def find_spec(name, path=None, target=None):
+            if name == 'pkg_resources' and {not real_pkg_resources!r}:
+                return None
+            return path_finder(name, path, target)
+        importlib.machinery.PathFinder.find_spec = staticmethod(find_spec)
+        import srplugins  # applies the import fixes
+        out = {{'in_sys_modules': 'pkg_resources' in sys.modules}}
+        try:
+            import pkg_resources  # noqa: F401  (not pytorch_wavelets: must fail as it would without srplugins)
+            out['alone'] = 'ok'
+        except ModuleNotFoundError as error:
+            out['alone'] = str(error)
+        sys.modules.pop('pkg_resources', None)
+        import pytorch_wavelets
+        out['data'] = pytorch_wavelets.DATA.decode()
+        out['stand_in'] = (sys.modules['pkg_resources'].__doc__ or '').startswith('srplugins stand-in')
+        print(json.dumps(out))
+        """))
+
+
+def test_pkg_resources_stand_in_only_when_pytorch_wavelets_needs_it(tmp_path):
+    """No real pkg_resources (setuptools >= 81): served to pytorch_wavelets only, nothing made at srplugins import."""
+    result = _pkg_resources_probe(tmp_path, real_pkg_resources=False)
+    assert result['in_sys_modules'] is False
+    assert 'pkg_resources' in result['alone']
+    assert result['data'] == 'filter taps'
+    assert result['stand_in'] is True
+
+
+def test_pkg_resources_stand_in_never_shadows_the_real_one(tmp_path):
+    result = _pkg_resources_probe(tmp_path, real_pkg_resources=True)
+    assert result['alone'] == 'ok'
+    assert result['data'] == 'from the real pkg_resources'
+    assert result['stand_in'] is False
+
+
+def test_pkg_resources_stand_in_with_installed_pytorch_wavelets():
+    """The real pytorch_wavelets imports and works through the stand-in when pkg_resources is missing."""
+    if not compat._module_exists('pytorch_wavelets'):
+        pytest.skip('pytorch_wavelets is not installed (extra [wavelets])')
+    result = _last_json(
+        _run_python("""
+        import importlib.machinery, json, sys
+        path_finder = importlib.machinery.PathFinder.find_spec
+        def find_spec(name, path=None, target=None):
+            return None if name == 'pkg_resources' else path_finder(name, path, target)
+        importlib.machinery.PathFinder.find_spec = staticmethod(find_spec)
         try:
             import pytorch_wavelets  # noqa
             plain = 'ok'
@@ -80,22 +186,18 @@ def test_pkg_resources_stand_in_only_when_missing():
             plain = str(error)
         for name in [m for m in sys.modules if m.startswith('pytorch_wavelets')]:
             del sys.modules[name]
-        sys.meta_path.pop(0)
-        sys.meta_path.insert(0, Block())
         import srplugins  # applies the import fixes
-        stand_in = (sys.modules['pkg_resources'].__doc__ or '').startswith('srplugins stand-in')
         from pytorch_wavelets import DWTForward
         import torch
         low, high = DWTForward(J=1, wave='haar', mode='reflect')(torch.rand(1, 1, 4, 4))
+        stand_in = (sys.modules['pkg_resources'].__doc__ or '').startswith('srplugins stand-in')
         print(json.dumps({'plain': plain, 'stand_in': stand_in, 'low': list(low.shape)}))
-        """
-        result = _last_json(_run_python(code))
-        assert 'pkg_resources' in result['plain']
-        assert result['stand_in'] is True
-        assert result['low'] == [1, 1, 2, 2]
-    # when pkg_resources is importable (or pytorch_wavelets absent) nothing is installed
-    if compat._module_exists('pkg_resources') or not compat._module_exists('pytorch_wavelets'):
-        assert compat.fix_pkg_resources_for_pytorch_wavelets() is False
+        """))
+    assert 'pkg_resources' in result['plain']
+    assert result['stand_in'] is True
+    assert result['low'] == [1, 1, 2, 2]
+    assert compat.fix_pkg_resources_for_pytorch_wavelets() is False  # idempotent: srplugins added it already
+    assert sum(isinstance(f, compat.PkgResourcesStandInFinder) for f in sys.meta_path) == 1
 
 
 @pytest.mark.parametrize('argv, expected', [
@@ -191,6 +293,73 @@ def test_init_dist_rejects_nccl_without_cuda():
         compat.init_dist('pytorch', backend='nccl')
 
 
+class _DistCalls:
+    """Records what ``init_dist`` asks of torch.cuda / torch.distributed (CUDA simulated, nothing initialised)."""
+
+    def __init__(self, monkeypatch, cuda, device_count=4):
+        import torch.distributed as dist
+        import torch.multiprocessing as mp
+        self.set_device, self.init_process_group, self.start_method = [], [], []
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+        monkeypatch.setattr(torch.cuda, 'device_count', lambda: device_count)
+        monkeypatch.setattr(torch.cuda, 'set_device', self.set_device.append)
+        monkeypatch.setattr(dist, 'init_process_group', lambda **kwargs: self.init_process_group.append(kwargs))
+        monkeypatch.setattr(mp, 'get_start_method', lambda allow_none=False: None)
+        monkeypatch.setattr(mp, 'set_start_method', self.start_method.append)
+        monkeypatch.setitem(compat._STATE, 'dist_params', {})
+
+
+def _init_dist_from_option(tmp_path, monkeypatch, dist_params, env):
+    """What ``srplugins/train.py -opt X --launcher pytorch`` does: read X's dist_params, then basicsr's init_dist."""
+    import basicsr.utils.options as options
+
+    from srplugins.utils.entry import _prepare
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    if 'LOCAL_RANK' not in env:
+        monkeypatch.delenv('LOCAL_RANK', raising=False)
+    opt = {'name': 'd', 'model_type': 'SRModel', 'scale': 2, 'num_gpu': 'auto', 'datasets': {}, 'path': {}}
+    if dist_params is not None:
+        opt['dist_params'] = dist_params
+    path = tmp_path / 'opt.yml'
+    path.write_text(json.dumps(opt))  # JSON is YAML
+    monkeypatch.setattr(sys, 'argv', ['train.py'])
+    _prepare(['-opt', str(path), '--launcher', 'pytorch'])
+    options.init_dist('pytorch')
+
+
+def test_init_dist_yaml_backend_and_timeout_with_cuda(tmp_path, monkeypatch):
+    """YAML ``dist_params.backend: gloo`` wins over CUDA's nccl; ``timeout`` is seconds; LOCAL_RANK picks the GPU."""
+    calls = _DistCalls(monkeypatch, cuda=True)
+    dist_params = {'backend': 'gloo', 'port': 29500, 'timeout': 90}
+    env = {'RANK': '6', 'WORLD_SIZE': '8', 'LOCAL_RANK': '1'}
+    _init_dist_from_option(tmp_path, monkeypatch, dist_params, env)
+    assert calls.init_process_group == [{'backend': 'gloo', 'timeout': datetime.timedelta(seconds=90)}]
+    assert calls.set_device == [1]  # basicsr: RANK % device_count = 2
+    assert calls.start_method == ['spawn']  # as basicsr with CUDA
+
+
+def test_init_dist_nccl_with_cuda_and_local_rank(tmp_path, monkeypatch):
+    calls = _DistCalls(monkeypatch, cuda=True)
+    _init_dist_from_option(tmp_path, monkeypatch, None, {'RANK': '6', 'WORLD_SIZE': '8', 'LOCAL_RANK': '3'})
+    assert calls.init_process_group == [{'backend': 'nccl'}]  # no timeout given: torch's default
+    assert calls.set_device == [3]
+    # without LOCAL_RANK (a launcher that sets only RANK): basicsr's RANK % device_count
+    calls = _DistCalls(monkeypatch, cuda=True)
+    _init_dist_from_option(tmp_path, monkeypatch, {'timeout': '30'}, {'RANK': '6', 'WORLD_SIZE': '8'})
+    assert calls.init_process_group == [{'backend': 'nccl', 'timeout': datetime.timedelta(seconds=30)}]
+    assert calls.set_device == [2]
+
+
+def test_init_dist_without_cuda_picks_gloo(tmp_path, monkeypatch):
+    calls = _DistCalls(monkeypatch, cuda=False, device_count=0)
+    _init_dist_from_option(tmp_path, monkeypatch, {'port': 29500}, {'RANK': '1', 'WORLD_SIZE': '2', 'LOCAL_RANK': '1'})
+    assert calls.init_process_group == [{'backend': 'gloo'}]
+    assert calls.set_device == [] and calls.start_method == []  # no GPU to select; fork kept on CPU
+    with pytest.raises(ValueError, match='gloo'):
+        compat.init_dist('pytorch', backend='nccl')
+
+
 def test_dist_params_must_be_mapping():
     with pytest.raises(ValueError, match='dist_params'):
         compat.set_dist_params(['gloo'])
@@ -244,12 +413,58 @@ def test_worker_randomness_differs_between_epochs():
     assert _two_epochs(patched) == [first, second]  # reproducible from the seed
 
 
+@pytest.mark.parametrize('name, scale', [
+    ('aan_x2.pt', 2),
+    ('experiments/pretrained_models/A2N/aan_x3.pt', 3),
+    ('net_g_x3_latest.pth', 3),
+    ('RealESRGAN_x4plus.pth', 4),
+    ('A2N_SRx4_DIV2K.pth', 4),
+    ('x2_model.pth', 2),
+    ('A2N_X2.PTH', 2),
+    ('net_g_5000.pth', None),
+    ('max4.pth', None),
+    ('net_x16.pth', None),
+    ('', None),
+    (None, None),
+])
+def test_scale_from_filename(name, scale):
+    from srplugins.utils import checkpoint
+    assert compat.scale_from_filename(name) == scale
+    assert checkpoint.scale_from_filename(name) == scale
+
+
+def test_scale_from_filename_refuses_two_scales():
+    from srplugins.utils import checkpoint
+    for name in ('A2N_x2_to_x4.pth', 'model_x2_x3.pt'):
+        with pytest.raises(ValueError, match='x2, x[34]'):
+            compat.scale_from_filename(name)
+        assert compat.scale_from_filename(name, strict=False) is None
+        assert checkpoint.scale_from_filename(name) is None  # detection guesses nothing from such a name
+    assert compat.scale_from_filename('net_x2_ema_x2.pth') == 2  # the same scale twice is one scale
+
+
+def test_eval_a2n_official_uses_the_shared_parser():
+    sys.path.insert(0, os.path.join(REPO_ROOT, 'scripts'))
+    try:
+        import eval_a2n_official
+    finally:
+        sys.path.pop(0)
+    eval_a2n_official.check_scale_in_name('aan_x2.pt', 2)
+    eval_a2n_official.check_scale_in_name('weights.pt', 3)
+    with pytest.raises(ValueError, match='x3 but --scale is 2'):
+        eval_a2n_official.check_scale_in_name('net_g_x3_latest.pth', 2)
+    with pytest.raises(ValueError, match='different scales'):
+        eval_a2n_official.check_scale_in_name('A2N_x2_to_x4.pth', 4)
+
+
 def test_checkpoint_scale_in_file_name():
     compat.check_checkpoint_scale('experiments/aan_x2.pt', 2)
     compat.check_checkpoint_scale('net_g_5000.pth', 3)
     compat.check_checkpoint_scale('RealESRGAN_x4plus.pth', 4)
     with pytest.raises(ValueError, match=r'x3.*scale.*2'):
         compat.check_checkpoint_scale('pretrained/aan_x3.pt', 2)
+    with pytest.raises(ValueError, match=r'path.pretrain_network_g = A2N_x2_to_x4.pth: .*different scales'):
+        compat.check_checkpoint_scale('A2N_x2_to_x4.pth', 4)
 
 
 def test_load_network_reports_scale_mismatch_and_missing_file(tmp_path):
@@ -288,3 +503,81 @@ def test_load_network_reports_scale_mismatch_and_missing_file(tmp_path):
     saved = torch.load(good, weights_only=True)['params']
     for key, value in model.net_g.state_dict().items():
         assert torch.equal(value, saved[key])
+
+
+def _gan_option(tmp_path, g_name, d_name, scale=2):
+    from basicsr.archs.discriminator_arch import VGGStyleDiscriminator
+    from basicsr.archs.srresnet_arch import MSRResNet
+    torch.save({'params': MSRResNet(num_feat=4, num_block=1, upscale=scale).state_dict()}, tmp_path / g_name)
+    torch.save({'params': VGGStyleDiscriminator(num_in_ch=3, num_feat=4, input_size=128).state_dict()},
+               tmp_path / d_name)
+    return {
+        'name': 'gan',
+        'model_type': 'SRGANModel',
+        'is_train': True,
+        'dist': False,
+        'num_gpu': 0,
+        'scale': scale,
+        'network_g': {
+            'type': 'MSRResNet',
+            'num_feat': 4,
+            'num_block': 1,
+            'upscale': scale
+        },
+        'network_d': {
+            'type': 'VGGStyleDiscriminator',
+            'num_in_ch': 3,
+            'num_feat': 4,
+            'input_size': 128
+        },
+        'path': {
+            'pretrain_network_g': str(tmp_path / g_name),
+            'strict_load_g': True,
+            'pretrain_network_d': str(tmp_path / d_name),
+            'strict_load_d': True
+        },
+        'train': {
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-4
+            },
+            'optim_d': {
+                'type': 'Adam',
+                'lr': 1e-4
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [10],
+                'gamma': 0.5
+            },
+            'total_iter': 10,
+            'pixel_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 1.0
+            },
+            'gan_opt': {
+                'type': 'GANLoss',
+                'gan_type': 'vanilla',
+                'loss_weight': 0.1
+            },
+        },
+        'val': None
+    }
+
+
+def test_discriminator_checkpoints_are_scale_free(tmp_path):
+    """``pretrain_network_d`` named ``_x4`` loads into a x2 GAN; the generator is still checked, by its own option."""
+    from basicsr.models import build_model
+    model = build_model(_gan_option(tmp_path, 'srresnet_x2.pth', 'vgg_d_x4.pth'))
+    saved = torch.load(tmp_path / 'vgg_d_x4.pth', weights_only=True)['params']
+    assert all(torch.equal(v, saved[k]) for k, v in model.net_d.state_dict().items())
+    with pytest.raises(ValueError, match=r'^path.pretrain_network_g = .*srresnet_x3.pth: the file name says x3'):
+        build_model(_gan_option(tmp_path, 'srresnet_x3.pth', 'vgg_d.pth'))
+
+
+def test_missing_discriminator_file_names_its_option(tmp_path):
+    from basicsr.models import build_model
+    opt = _gan_option(tmp_path, 'srresnet_x2.pth', 'vgg_d.pth')
+    opt['path']['pretrain_network_d'] = str(tmp_path / 'missing_d.pth')
+    with pytest.raises(FileNotFoundError, match=r'^path.pretrain_network_d = .*missing_d.pth'):
+        build_model(opt)

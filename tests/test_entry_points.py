@@ -175,11 +175,21 @@ def test_train_then_auto_resume_continues_exactly(tmp_path, run_train):
 
 
 def test_auto_resume_without_states_warns(tmp_path, run_train):
+    """The warning reaches stdout, warnings and the log file; the run logs as usual (train_*.log, INFO lines)."""
     data = _tiny_paired_data(str(tmp_path / 'data'))
     proc = run_train(_tiny_option(data, 'tiny_fresh', 1), tmp_path, extra_args=['--auto_resume'])
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert 'no training state' in proc.stdout
-    assert (tmp_path / 'experiments' / 'tiny_fresh' / 'models' / 'net_g_latest.pth').is_file()
+    assert 'WARNING: --auto_resume: no training state' in proc.stdout
+    assert 'UserWarning: --auto_resume: no training state' in proc.stdout
+    exp = tmp_path / 'experiments' / 'tiny_fresh'
+    assert (exp / 'models' / 'net_g_latest.pth').is_file()
+    logs = sorted(exp.glob('train_tiny_fresh_*.log'))
+    assert len(logs) == 1, sorted(p.name for p in exp.iterdir())
+    log = logs[0].read_text()
+    assert re.search(r'WARNING: --auto_resume: no training state .* starting from iteration 0', log)
+    assert 'Validation tiny_val' in log and re.search(r'# psnr: \d+\.\d+', log)
+    assert 'Bicubic baseline on tiny_val' in log
+    assert log.count('no training state') == 1 and proc.stdout.count('INFO: Validation tiny_val') == 1
 
 
 def test_missing_option_file_is_a_clear_error(tmp_path, run_train):
@@ -211,18 +221,122 @@ def test_two_process_cpu_ddp(tmp_path, run_train, launcher):
 
 
 def test_demo_smoke(tmp_path, run_train, demo_data):
-    """A few iterations of the README demo recipe; the log ends with model and bicubic figures."""
+    """The README's default demo (A2N x2) through srplugins/train.py, shrunk to a few iterations and one val image."""
     os.symlink(osp.join(REPO_ROOT, 'datasets'), tmp_path / 'datasets')
-    opt = load_option('options/demo/demo_MSRResNet_x2.yml')
+    opt = load_option('options/demo/demo_A2N_x2.yml')
+    assert opt['network_g']['type'] == 'A2N'
+    val_dir = tmp_path / 'val_one'  # the smallest held-out image (the README run validates on all of them)
+    for sub, source in (('HR', opt['datasets']['val']['dataroot_gt']), ('LR', opt['datasets']['val']['dataroot_lq'])):
+        os.makedirs(val_dir / sub)
+        os.symlink(osp.join(REPO_ROOT, source, 'chelsea.png'), val_dir / sub / 'chelsea.png')
+    opt['datasets']['val']['dataroot_gt'] = str(val_dir / 'HR')
+    opt['datasets']['val']['dataroot_lq'] = str(val_dir / 'LR')
     opt['train']['total_iter'] = 4
     opt['val']['val_freq'] = 4
     opt['logger']['print_freq'] = 2
     opt['datasets']['train']['num_worker_per_gpu'] = 0
+    opt['datasets']['train']['batch_size_per_gpu'] = 2
     proc = run_train(write_option(opt, tmp_path), tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'Network: A2N, with parameters' in proc.stdout
+    assert re.search(r'\]\[epoch:\s*\d+, iter:\s+4, lr:', proc.stdout), proc.stdout[-3000:]
     tail = proc.stdout[proc.stdout.rindex('Validation demo_val'):]
-    assert re.search(r'# psnr: \d+\.\d+', tail)
+    assert re.search(r'# psnr: \d+\.\d+\s+Best: .*\n\s+# ssim: 0\.\d+', tail)
     assert re.search(r'Bicubic baseline on demo_val .*\n\s+# psnr: \d+\.\d+\s+# ssim: 0\.\d+', tail)
+
+
+def _tiny_test_option(data, checkpoint, bicubic_baseline=True):
+    dataset = {
+        'name': 'tiny_test_set',
+        'type': 'PairedImageDataset',
+        'dataroot_gt': osp.join(data, 'HR'),
+        'dataroot_lq': osp.join(data, 'LR'),
+        'filename_tmpl': '{}',
+        'io_backend': {
+            'type': 'disk'
+        }
+    }
+    return {
+        'name': 'tiny_test',
+        'model_type': 'SRModel',
+        'scale': 2,
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'datasets': {
+            'test_1': dataset
+        },
+        'network_g': {
+            'type': 'MSRResNet',
+            'num_feat': 8,
+            'num_block': 1,
+            'upscale': 2
+        },
+        'path': {
+            'pretrain_network_g': str(checkpoint),
+            'param_key_g': 'params',
+            'strict_load_g': True
+        },
+        'val': {
+            'save_img': True,
+            'suffix': 'sr',
+            'bicubic_baseline': bicubic_baseline,
+            'metrics': {
+                'psnr': {
+                    'type': 'calculate_psnr',
+                    'crop_border': 2,
+                    'test_y_channel': True
+                }
+            }
+        }
+    }
+
+
+def test_test_entry_point(tmp_path, run_train):
+    """``python srplugins/test.py -opt X``: loads the checkpoint, validates, writes images and logs the baseline."""
+    from basicsr.archs.srresnet_arch import MSRResNet
+    data = _tiny_paired_data(str(tmp_path / 'data'), num=2)
+    checkpoint = tmp_path / 'tiny_x2.pth'
+    torch.manual_seed(0)
+    torch.save({'params': MSRResNet(num_feat=8, num_block=1, upscale=2).state_dict()}, checkpoint)
+    proc = run_train(_tiny_test_option(data, checkpoint), tmp_path, script='test.py')
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    results = tmp_path / 'results' / 'tiny_test'
+    images = sorted(p.name for p in (results / 'visualization' / 'tiny_test_set').iterdir())
+    assert images == ['000_sr.png', '001_sr.png']
+    logs = sorted(results.glob('test_tiny_test_*.log'))
+    assert len(logs) == 1
+    log = logs[0].read_text()
+    assert 'Loading MSRResNet model from ' + str(checkpoint) in log
+    assert 'Testing tiny_test_set...' in log
+    assert re.search(r'Validation tiny_test_set\n\s+# psnr: \d+\.\d+', log), log[-2000:]
+    assert re.search(r'Bicubic baseline on tiny_test_set \(x2, .*\n\s+# psnr: \d+\.\d+', log), log[-2000:]
+    # a file named for another scale is refused, naming the option
+    wrong = tmp_path / 'tiny_x3.pth'
+    os.replace(checkpoint, wrong)
+    proc = run_train(_tiny_test_option(data, wrong, bicubic_baseline=False), tmp_path, script='test.py')
+    assert proc.returncode != 0
+    assert 'path.pretrain_network_g = ' + str(wrong) + ': the file name says x3' in proc.stdout
+
+
+@pytest.mark.parametrize('script', ['srplugins-train', 'srplugins-test'])
+def test_installed_console_scripts(tmp_path, script):
+    """The console scripts of an installed srplugins (skipped when they are not on PATH)."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import _subprocess_env
+    exe = shutil.which(script)
+    if exe is None:
+        pytest.skip(f'{script} is not on PATH (srplugins not installed with pip)')
+    proc = subprocess.run([exe, '-h'],
+                          cwd=str(tmp_path),
+                          env=_subprocess_env(),
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    assert '-opt' in proc.stdout and '--auto_resume' in proc.stdout and '--launcher' in proc.stdout
 
 
 def test_console_module_entry(tmp_path):
