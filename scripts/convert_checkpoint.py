@@ -6,7 +6,8 @@ The detected family, architecture and hyper-parameters are printed; the output l
 
 Examples::
 
-    python scripts/convert_checkpoint.py BSRGAN.pth experiments/pretrained_models/BSRGAN_basicsr.pth
+    python scripts/convert_checkpoint.py BSRGAN.pth -o experiments/pretrained_models/BSRGAN_basicsr.pth
+    python scripts/convert_checkpoint.py BSRGAN.pth BSRGAN_basicsr.pth         # the output may also be positional
     python scripts/convert_checkpoint.py aan_x2.pt A2N_x2.pth                # scale from the "_x2" in the name
     python scripts/convert_checkpoint.py weights.pt A2N_x3.pth --scale 3     # or given explicitly
     python scripts/convert_checkpoint.py DSN/last_iteration.tar D.pth --param_key models_d_state_dict
@@ -23,7 +24,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('input', help='official checkpoint (.pth / .pt / .tar / .ckpt / .safetensors)')
-    parser.add_argument('output', nargs='?', help='BasicSR .pth to write (omit with --detect_only)')
+    parser.add_argument('output_pos', nargs='?', metavar='output', help='BasicSR .pth to write (same as -o)')
+    parser.add_argument('-o', '--output', help='BasicSR .pth to write (omit with --detect_only)')
     parser.add_argument('--scale', type=int, help='scale where the weights do not fix it (A2N x2 / x3)')
     parser.add_argument(
         '--param_key',
@@ -42,8 +44,17 @@ def build_parser():
     return parser
 
 
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.output_pos is not None and args.output is not None and args.output_pos != args.output:
+        parser.error(f'two different outputs: {args.output_pos!r} (positional) and {args.output!r} (-o); give one')
+    args.output = args.output or args.output_pos
+    return args
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     from srplugins.utils.checkpoint import build_network, convert_checkpoint, load_checkpoint
     hints = {k: v for k, v in (('filter_type', args.filter_type), ('d_arch', args.d_arch)) if v is not None}
     try:

@@ -23,7 +23,6 @@ import math
 import numpy as np
 import os
 import os.path as osp
-import re
 import sys
 import torch
 
@@ -75,10 +74,14 @@ def make_lr(hr_rgb_uint8, scale, mode):
 
 
 def check_scale_in_name(path, scale):
-    """Refuse a checkpoint whose file name says ``_x{N}`` with N != scale (x2 and x3 files have equal shapes)."""
-    found = re.findall(r'_x(\d+)', osp.basename(path))
-    if found and int(found[-1]) != scale:
-        raise ValueError(f'Checkpoint {path!r} is named for x{found[-1]} but --scale is {scale}; '
+    """Refuse a checkpoint whose file name says ``_x{N}`` with N != scale (x2 and x3 files have equal shapes).
+
+    The name is parsed by :func:`srplugins.compat.scale_from_filename`: a name with two different scales is refused.
+    """
+    from srplugins.compat import scale_from_filename
+    found = scale_from_filename(path)
+    if found is not None and found != scale:
+        raise ValueError(f'Checkpoint {path!r} is named for x{found} but --scale is {scale}; '
                          'x2 and x3 A2N weights have identical shapes, so a wrong scale would load silently.')
 
 

@@ -11,10 +11,11 @@ Examples::
     python scripts/evaluate.py --opt options/test/A2N/test_A2N_x4.yml -o reports/a2n_x4
 
 SR files are matched to GT files by name: ``<stem>.<ext>`` or ``<stem>_<anything>.<ext>`` (basicsr's
-``<stem>_<suffix>.png``). PSNR / SSIM are basicsr's ``calculate_psnr`` / ``calculate_ssim`` with
-``test_y_channel=True`` and ``crop_border=scale`` (the protocol of the SR literature); LPIPS is srplugins'
-``calculate_lpips`` (AlexNet, v0.1, RGB, same crop). The bicubic column upsamples the LR image with basicsr's
-MATLAB-style ``imresize``.
+``<stem>_<suffix>.png``); LR files by ``filename_tmpl.format(<stem>)`` (the option file's per dataset, or
+``--lr_filename_tmpl``; ``{}x4`` finds ``babyx4.png`` for ``baby.png``). PSNR / SSIM are basicsr's
+``calculate_psnr`` / ``calculate_ssim`` with ``test_y_channel=True`` and ``crop_border=scale`` (the protocol of the SR
+literature); LPIPS is srplugins' ``calculate_lpips`` (AlexNet, v0.1, RGB, same crop). The bicubic column upsamples the
+LR image with basicsr's MATLAB-style ``imresize``.
 
 Outputs in ``-o``: ``<name>.md``, ``<name>.csv`` (one row per dataset, method and image, plus ``AVERAGE`` rows) and
 ``<name>_comparison.png``.
@@ -53,12 +54,24 @@ def list_images(folder):
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXTS) and osp.isfile(osp.join(folder, f)))
 
 
-def match_files(gt_names, folder):
-    """Map each GT file name to the file of ``folder`` named ``<stem>.*`` or ``<stem>_*.*`` (None if absent)."""
+def _check_tmpl(tmpl, what='filename_tmpl'):
+    try:
+        tmpl.format('x')
+    except (IndexError, KeyError, ValueError) as err:
+        raise ValueError(f'{what} {tmpl!r} must contain one "{{}}" for the GT file stem (e.g. "{{}}x4"): {err}.')
+    if tmpl.format('') == tmpl:
+        raise ValueError(f'{what} {tmpl!r} must contain "{{}}" for the GT file stem (e.g. "{{}}x4").')
+
+
+def match_files(gt_names, folder, tmpl='{}'):
+    """Map each GT file name to the file of ``folder`` named ``<name>.*`` or ``<name>_*.*`` (None if absent), where
+    ``<name>`` is ``tmpl.format(<GT stem>)``: basicsr's ``filename_tmpl`` of paired datasets (``'{}x4'`` matches
+    ``babyx4.png`` to ``baby.png``)."""
+    _check_tmpl(tmpl)
     candidates = list_images(folder)
     matched = {}
     for gt in gt_names:
-        stem = osp.splitext(gt)[0]
+        stem = tmpl.format(osp.splitext(gt)[0])
         exact = [c for c in candidates if osp.splitext(c)[0] == stem]
         prefixed = sorted((c for c in candidates if osp.splitext(c)[0].startswith(stem + '_')), key=len)
         hit = (exact or prefixed or [None])[0]
@@ -102,7 +115,7 @@ def compute_metrics(sr, gt, crop_border, metrics=METRICS):
     return out
 
 
-def evaluate_dataset(name, gt_dir, methods, scale, lr_dir=None, crop_border=None, metrics=METRICS):
+def evaluate_dataset(name, gt_dir, methods, scale, lr_dir=None, crop_border=None, metrics=METRICS, lr_tmpl='{}'):
     """Score every method folder of one dataset.
 
     Args:
@@ -113,6 +126,7 @@ def evaluate_dataset(name, gt_dir, methods, scale, lr_dir=None, crop_border=None
         lr_dir (str | None): LR folder; adds a ``Bicubic`` method.
         crop_border (int | None): Default: ``scale``.
         metrics (tuple[str]): Subset of ``('psnr', 'ssim', 'lpips')``.
+        lr_tmpl (str): LR file name (without extension) for a GT stem, basicsr's ``filename_tmpl``. Default: ``'{}'``.
 
     Returns:
         dict: ``{'name', 'gt_dir', 'lr_dir', 'scale', 'images': [...], 'methods': [...],
@@ -124,14 +138,16 @@ def evaluate_dataset(name, gt_dir, methods, scale, lr_dir=None, crop_border=None
         raise ValueError(f'No images in GT folder {gt_dir!r}.')
     files = {}
     if lr_dir:
-        files['Bicubic'] = match_files(gt_names, lr_dir)
+        files['Bicubic'] = match_files(gt_names, lr_dir, lr_tmpl)
     for method, folder in methods:
         files[method] = match_files(gt_names, folder)
     rows = []
     for method, mapping in files.items():
         missing = [g for g, p in mapping.items() if p is None]
         if missing:
-            warnings.warn(f'{name}/{method}: no SR file for {len(missing)} GT image(s), e.g. {missing[:3]}; skipped.')
+            kind = 'LR' if method == 'Bicubic' else 'SR'
+            warnings.warn(f'{name}/{method}: no {kind} file for {len(missing)} GT image(s), e.g. {missing[:3]}; '
+                          'skipped.')
         for gt_name, path in mapping.items():
             if path is None:
                 continue
@@ -155,6 +171,7 @@ def evaluate_dataset(name, gt_dir, methods, scale, lr_dir=None, crop_border=None
         name=name,
         gt_dir=gt_dir,
         lr_dir=lr_dir,
+        lr_tmpl=lr_tmpl,
         scale=scale,
         crop_border=crop_border,
         images=gt_names,
@@ -278,7 +295,9 @@ def comparison_figure(res, path, images=None, crop_size=96, crop_xy=None, max_im
 
 
 def datasets_from_opt(opt_path):
-    """(name, gt_dir, lr_dir, sr_dir, scale) for every test dataset of a srplugins/basicsr test option file."""
+    """``(name, gt_dir, lr_dir, sr_dir, scale, method, lr_tmpl)`` for every test dataset of a srplugins / basicsr test
+    option file; ``lr_tmpl`` is the dataset's ``filename_tmpl`` (default ``'{}'``), as basicsr's paired datasets use
+    it to find the LR file of a GT file."""
     import yaml
     with open(opt_path) as f:
         opt = yaml.safe_load(f)
@@ -291,7 +310,9 @@ def datasets_from_opt(opt_path):
             continue
         ds_name = ds.get('name', key)
         sr_dir = osp.join('results', opt['name'], 'visualization', ds_name)
-        out.append((ds_name, ds['dataroot_gt'], ds.get('dataroot_lq'), sr_dir, scale, opt['name']))
+        tmpl = str(ds.get('filename_tmpl', '{}'))
+        _check_tmpl(tmpl, f'{opt_path}: datasets.{key}.filename_tmpl')
+        out.append((ds_name, ds['dataroot_gt'], ds.get('dataroot_lq'), sr_dir, scale, opt['name'], tmpl))
     if not out:
         raise ValueError(f'{opt_path}: no dataset with dataroot_gt.')
     return out
@@ -302,6 +323,11 @@ def build_parser():
         description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--gt', help='GT folder')
     parser.add_argument('--lr', help='LR folder (adds the Bicubic column)')
+    parser.add_argument(
+        '--lr_filename_tmpl',
+        default='{}',
+        help='LR file name for a GT stem, as basicsr\'s filename_tmpl ("{}x4": babyx4.png for baby.png); '
+        'with --opt each dataset\'s filename_tmpl is used')
     parser.add_argument('--sr', action='append', default=[], metavar='NAME=FOLDER', help='method folder, repeatable')
     parser.add_argument('--opt', help='test option file instead of --gt/--sr (reads results/<name>/visualization)')
     parser.add_argument('--scale', type=int, help='SR scale (required with --gt)')
@@ -327,7 +353,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     results = []
     if args.opt:
-        for ds_name, gt_dir, lr_dir, sr_dir, scale, method in datasets_from_opt(args.opt):
+        for ds_name, gt_dir, lr_dir, sr_dir, scale, method, lr_tmpl in datasets_from_opt(args.opt):
             results.append(
                 evaluate_dataset(
                     ds_name,
@@ -335,7 +361,8 @@ def main(argv=None):
                     scale,
                     lr_dir=lr_dir,
                     crop_border=args.crop_border,
-                    metrics=tuple(args.metrics)))
+                    metrics=tuple(args.metrics),
+                    lr_tmpl=lr_tmpl))
     else:
         if not args.gt or args.scale is None or not (args.sr or args.lr):
             build_parser().error('give --gt, --scale and at least one --sr NAME=FOLDER (or --lr), or --opt')
@@ -352,7 +379,8 @@ def main(argv=None):
                 args.scale,
                 lr_dir=args.lr,
                 crop_border=args.crop_border,
-                metrics=tuple(args.metrics)))
+                metrics=tuple(args.metrics),
+                lr_tmpl=args.lr_filename_tmpl))
     os.makedirs(args.output, exist_ok=True)
     base = osp.join(args.output, args.name)
     figure = None

@@ -39,24 +39,11 @@ GAP = 8
 
 
 def load_network(opt, model_path=None, device=None):
-    """Upscaler for the option file's ``network_g``; a [-1, 1] generator gets its output mapped to [0, 1]."""
-    import torch
-
+    """Upscaler for the option file's ``network_g`` (``srplugins.utils.inference.load_upscaler``: a [-1, 1] generator
+    gets its output mapped to [0, 1]; a checkpoint whose name says another scale than the option, weights that do not
+    fit ``network_g`` or an unregistered ``type`` are ValueErrors naming the option file and the checkpoint)."""
     from srplugins.utils.inference import load_upscaler
-    upscaler = load_upscaler(model_path=model_path, opt=opt, device=device)
-    if tuple(getattr(upscaler.net, 'output_range', (0.0, 1.0))) == (-1.0, 1.0):
-
-        class SignedToUnit(torch.nn.Module):
-
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
-
-            def forward(self, x):
-                return (self.net(x) + 1) / 2
-
-        upscaler.net = SignedToUnit(upscaler.net).eval()
-    return upscaler
+    return load_upscaler(model_path=model_path, opt=opt, device=device, model_path_flag='--model_path')
 
 
 def match_hr(lr_name, hr_names, scale):
@@ -177,10 +164,14 @@ def main(argv=None):
     parser.add_argument('-t', '--tile', type=int, default=0, help='tile size in LR pixels, 0 = whole image')
     parser.add_argument('--device', default=None, help='cpu, cuda, ...; default: cuda if available')
     args = parser.parse_args(argv)
-    for flag, folder in (('--input', args.input), ('--gt', args.gt)):
-        if folder and not osp.isdir(folder):
-            raise FileNotFoundError(f'{flag} {folder}: folder not found.')
-    upscaler = load_network(args.opt, args.model_path, args.device)
+    try:
+        for flag, folder in (('--input', args.input), ('--gt', args.gt)):
+            if folder and not osp.isdir(folder):
+                raise FileNotFoundError(f'{flag} {folder}: folder not found.')
+        upscaler = load_network(args.opt, args.model_path, args.device)
+    except (ValueError, FileNotFoundError) as err:
+        print(f'sr_compare_figures: error: {err}', file=sys.stderr)
+        return 2
     rows = process_folder(upscaler, args.input, args.output, args.gt, args.name, args.tile)
     for mean in mean_rows(rows):
         print(f'{mean["method"]:<12} PSNR {mean["psnr"]:.2f} dB  SSIM {mean["ssim"]:.4f}')

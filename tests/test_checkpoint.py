@@ -105,6 +105,37 @@ def test_old_esrgan_layout_with_module_prefix(tmp_path):
     _same_outputs(net_x2, info)
 
 
+def test_old_esrgan_single_upconv_scale_is_x2_or_x3_never_guessed(tmp_path):
+    # the original ESRGAN / old BasicSR RRDBNet builds x3 as ONE nearest-x3 upconv (``if upscale == 3:
+    # upsampler = upsample_block(nf, nf, 3)``) and x2 as one nearest-x2 upconv: identical keys and shapes
+    torch.manual_seed(1)
+    net_x2 = _arch('BSRGANRRDBNet')(num_feat=8, num_block=2, num_grow_ch=4, scale=2)
+    kair_to_basicsr = [(r'^RRDB_trunk\.(\d+)\.RDB(\d)\.', r'body.\1.rdb\2.'), (r'^trunk_conv\.', 'conv_body.'),
+                       (r'^upconv1\.', 'conv_up1.'), (r'^HRconv\.', 'conv_hr.')]
+    old = _to_old_esrgan(ckpt._rename(net_x2.state_dict(), kair_to_basicsr), num_block=2)
+    old = ckpt._rename(old, [(r'^model\.8\.', 'model.5.'), (r'^model\.10\.', 'model.7.')])
+
+    anonymous = _save(tmp_path, 'ESRGAN_G.pth', old)
+    with pytest.raises(ValueError, match=r'x2 \(nearest x2\) and x3 \(nearest x3\).*--scale 2 or --scale 3'):
+        ckpt.load_checkpoint(anonymous)
+    info = ckpt.load_checkpoint(anonymous, scale=2)
+    assert info.arch_type == 'BSRGANRRDBNet' and info.scale == 2 and 'the argument' in info.notes[0]
+    _same_outputs(net_x2, info)
+    with pytest.raises(ValueError, match='no registered architecture builds this variant'):
+        ckpt.load_checkpoint(anonymous, scale=3)
+    with pytest.raises(ValueError, match='no registered architecture builds this variant'):
+        ckpt.load_checkpoint(_save(tmp_path, 'ESRGAN_x3.pth', old))
+    with pytest.raises(ValueError, match='says x2'):
+        ckpt.load_checkpoint(_save(tmp_path, 'ESRGAN_x2.pth', old), scale=3)
+    with pytest.raises(ValueError, match='x2 or x3, but scale=4'):
+        ckpt.load_checkpoint(anonymous, scale=4)
+    with pytest.raises(ValueError, match='says x4'):
+        ckpt.load_checkpoint(_save(tmp_path, 'ESRGAN_x4.pth', old))
+    # two upconvs are x4 whatever the name; a contradicting argument is refused
+    with pytest.raises(ValueError, match=r'two upsampling convs \(x4\) but scale=2'):
+        ckpt.load_checkpoint(_save(tmp_path, 'G.pth', _to_old_esrgan(_rrdb(4).state_dict(), num_block=2)), scale=2)
+
+
 def _a2n(upscale, **kwargs):
     torch.manual_seed(2)
     return _arch('A2N')(num_feat=8, num_up_feat=4, num_block=2, upscale=upscale, **kwargs)
@@ -339,3 +370,24 @@ def test_convert_checkpoint_roundtrip_and_script(tmp_path, capsys):
     # undeterminable scale on the command line -> exit code 2 and the message
     assert script.main([_save(tmp_path, 'plain.pt', net.state_dict()), str(tmp_path / 'x.pth')]) == 2
     assert '--scale' in capsys.readouterr().err
+
+
+def test_convert_checkpoint_output_option(tmp_path, capsys):
+    # README: ``convert_checkpoint.py BSRGAN.pth -o BSRGAN_basicsr.pth``; the positional output keeps working
+    from srplugins.utils.bsrgan_keys import basicsr_to_bsrgan
+    src = _save(tmp_path, 'BSRGAN.pth', basicsr_to_bsrgan(_rrdb(4).state_dict()))
+    spec = importlib.util.spec_from_file_location('convert_checkpoint',
+                                                  osp.join(ROOT, 'scripts', 'convert_checkpoint.py'))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for argv, name in (([src, '-o'], 'a.pth'), ([src, '--output'], 'b.pth'), ([src], 'c.pth')):
+        dst = str(tmp_path / name)
+        assert script.main(argv + [dst]) == 0
+        assert f'wrote {dst}' in capsys.readouterr().out
+        assert set(torch.load(dst, map_location='cpu', weights_only=True)) >= {'params', 'srplugins_arch'}
+    same = str(tmp_path / 'd.pth')
+    assert script.main([src, same, '-o', same]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([src, str(tmp_path / 'e.pth'), '-o', str(tmp_path / 'f.pth')])
+    assert exit_info.value.code == 2 and 'two different outputs' in capsys.readouterr().err
+    assert not (tmp_path / 'e.pth').exists() and not (tmp_path / 'f.pth').exists()

@@ -78,3 +78,42 @@ def test_option_file_mode_reads_basicsr_visualization_folders(tmp_path, monkeypa
         rows = {(r['dataset'], r['method'], r['image']): r for r in csv.DictReader(f)}
     expected = 20 * math.log10(255. / (219. * 4 / 255.))
     assert float(rows[('Toy', 'exp_x2', 'img')]['psnr']) == pytest.approx(expected, abs=1e-4)
+
+
+def test_option_file_mode_honours_filename_tmpl_for_the_bicubic_column(tmp_path, monkeypatch):
+    # EDSR benchmark layout: LR files are <stem>x2.png (filename_tmpl '{}x2'), as basicsr's PairedImageDataset reads
+    gt_dir, lr_dir = tmp_path / 'Set' / 'HR', tmp_path / 'Set' / 'LR_bicubic' / 'X2'
+    vis = tmp_path / 'results' / 'exp_x2' / 'visualization' / 'Toy'
+    for d in (gt_dir, lr_dir, vis):
+        d.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for stem in ('baby', 'bird'):
+        gt = np.repeat(rng.integers(60, 200, (16, 12, 1), dtype=np.uint8), 3, axis=2)
+        cv2.imwrite(str(gt_dir / f'{stem}.png'), gt)
+        cv2.imwrite(str(lr_dir / f'{stem}x2.png'), cv2.resize(gt, (6, 8), interpolation=cv2.INTER_AREA))
+        cv2.imwrite(str(vis / f'{stem}_exp_x2.png'), gt + 3)
+    (tmp_path / 'test.yml').write_text(
+        'name: exp_x2\nscale: 2\ndatasets:\n  test_1:\n    name: Toy\n    type: PairedImageDataset\n'
+        f"    dataroot_gt: {gt_dir}\n    dataroot_lq: {lr_dir}\n    filename_tmpl: '{{}}x2'\n")
+    monkeypatch.chdir(tmp_path)
+    assert _script().main(['--opt', 'test.yml', '--metrics', 'psnr', '--no_figure', '-o', 'rep']) == 0
+    with open(tmp_path / 'rep' / 'report.csv') as f:
+        rows = {(r['method'], r['image']): r for r in csv.DictReader(f)}
+    assert {('Bicubic', 'baby'), ('Bicubic', 'bird'), ('Bicubic', 'AVERAGE'), ('exp_x2', 'AVERAGE')} <= set(rows)
+    script = _script()
+    lr = cv2.imread(str(lr_dir / 'babyx2.png'))
+    gt = cv2.imread(str(gt_dir / 'baby.png'))
+    expected = script.compute_metrics(script.bicubic_upscale(lr, 2, gt.shape[:2]), gt, 2, ('psnr', ))['psnr']
+    assert float(rows[('Bicubic', 'baby')]['psnr']) == pytest.approx(expected, abs=1e-5)
+    assert '| Bicubic | 2 |' in (tmp_path / 'rep' / 'report.md').read_text()
+
+    # the same with folders: --lr_filename_tmpl; a template without "{}" is an error naming it
+    assert script.main([
+        '--gt',
+        str(gt_dir), '--lr',
+        str(lr_dir), '--lr_filename_tmpl', '{}x2', '--scale', '2', '--metrics', 'psnr', '--no_figure', '-o', 'rep2'
+    ]) == 0
+    with open(tmp_path / 'rep2' / 'report.csv') as f:
+        assert ('Bicubic', 'bird') in {(r['method'], r['image']) for r in csv.DictReader(f)}
+    with pytest.raises(ValueError, match='x2'):
+        script.main(['--gt', str(gt_dir), '--lr', str(lr_dir), '--lr_filename_tmpl', 'x2', '--scale', '2'])

@@ -226,3 +226,207 @@ def test_cli_option_file_and_errors(tmp_path, capsys):
     torch.save({'params': disc.state_dict()}, d_path)
     assert main(['-i', str(img_path), '--model_path', d_path, '--quiet']) == 2
     assert 'discriminator' in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------------- #
+#  --opt: scale checks and clear errors (exit code 2, no traceback)
+# ----------------------------------------------------------------------------------------------------------------- #
+def _write_opt(tmp_path, network_g, weights, scale=2, name='test.yml'):
+    lines = [f'name: tiny\nscale: {scale}\nnetwork_g:\n']
+    lines += [f'  {k}: {v}\n' for k, v in network_g.items()]
+    lines += [f'path:\n  pretrain_network_g: {weights}\n']
+    path = tmp_path / name
+    path.write_text(''.join(lines))
+    return str(path)
+
+
+def _tiny_a2n_opt(tmp_path, weights_name, scale=2):
+    """A2N x2 and x3 weights have identical shapes: a file named for another scale would load silently."""
+    torch.manual_seed(0)
+    net_g = dict(type='A2N', num_feat=8, num_up_feat=4, num_block=2, upscale=scale)
+    net = ARCH_REGISTRY.get('A2N')(**{k: v for k, v in net_g.items() if k != 'type'})
+    weights = str(tmp_path / weights_name)
+    torch.save(net.state_dict(), weights)
+    return _write_opt(tmp_path, net_g, weights, scale=scale), weights
+
+
+def _image(tmp_path, size=(5, 7)):
+    path = tmp_path / 'a.png'
+    cv2.imwrite(str(path), np.full(size + (3, ), 100, np.uint8))
+    return str(path)
+
+
+def test_cli_opt_refuses_checkpoint_named_for_another_scale(tmp_path, capsys):
+    opt, weights = _tiny_a2n_opt(tmp_path, 'aan_x3.pt', scale=2)
+    img = _image(tmp_path)
+    assert main(['-i', img, '-o', str(tmp_path / 'o'), '--opt', opt, '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert 'path.pretrain_network_g' in err and weights in err and opt in err and 'x3' in err
+    assert 'Traceback' not in err and not (tmp_path / 'o').exists()
+
+    # the same through --opt_model_path, named as such
+    assert main(['-i', img, '-o', str(tmp_path / 'o'), '--opt', opt, '--opt_model_path', weights, '--quiet']) == 2
+    assert '--opt_model_path' in capsys.readouterr().err
+
+    # a file named for the right scale loads
+    right = str(tmp_path / 'aan_x2.pt')
+    os.replace(weights, right)
+    assert main(['-i', img, '-o', str(tmp_path / 'o'), '--opt', opt, '--opt_model_path', right, '--quiet']) == 0
+    assert read_image(str(tmp_path / 'o' / 'a_out.png')).shape == (10, 14, 3)
+
+
+def test_cli_opt_scale_argument_must_agree(tmp_path, capsys):
+    opt, _ = _tiny_a2n_opt(tmp_path, 'aan_x2.pt', scale=2)
+    img = _image(tmp_path)
+    assert main(['-i', img, '-o', str(tmp_path / 'o'), '--opt', opt, '--scale', '3', '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert '--scale 3 conflicts' in err and opt in err
+    assert main(['-i', img, '-o', str(tmp_path / 'o'), '--opt', opt, '--scale', '2', '--quiet']) == 0
+
+
+def test_cli_opt_shape_mismatch_and_unknown_type_are_messages(tmp_path, capsys):
+    _, model_path = _tiny_rrdb_checkpoint(tmp_path)  # num_feat 4
+    img = _image(tmp_path)
+    net_g = dict(type='RRDBNet', num_in_ch=3, num_out_ch=3, scale=2, num_feat=8, num_block=1, num_grow_ch=4)
+    opt = _write_opt(tmp_path, net_g, model_path)
+    assert main(['-i', img, '-o', str(tmp_path / 'o'), '--opt', opt, '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert 'do not fit network_g (RRDBNet)' in err and 'size mismatch' in err and opt in err and model_path in err
+    assert 'Traceback' not in err
+
+    opt = _write_opt(tmp_path, dict(net_g, type='RRDBNett'), model_path, name='typo.yml')
+    assert main(['-i', img, '-o', str(tmp_path / 'o'), '--opt', opt, '--quiet']) == 2
+    err = capsys.readouterr().err
+    assert "network_g.type 'RRDBNett' is not a registered architecture" in err and 'Did you mean RRDBNet' in err
+    assert opt in err
+
+    opt = _write_opt(tmp_path, dict(net_g, num_feats=4), model_path, name='kwarg.yml')
+    assert main(['-i', img, '-o', str(tmp_path / 'o'), '--opt', opt, '--quiet']) == 2
+    assert 'cannot be built from its options' in capsys.readouterr().err
+
+
+def test_swinir_window_size_multiple_on_odd_image(tmp_path):
+    # basicsr's SwinIR needs sides that are multiples of window_size (it does not pad); the option file's
+    # window_size becomes the size multiple, so an odd-sized image gives exactly scale x its size
+    from srplugins.utils.checkpoint import size_multiple_of
+    net_g = dict(
+        type='SwinIR',
+        upscale=2,
+        in_chans=3,
+        img_size=8,
+        window_size=4,
+        img_range=1.,
+        depths=[1],
+        embed_dim=8,
+        num_heads=[1],
+        mlp_ratio=1,
+        upsampler='pixelshuffledirect')
+    torch.manual_seed(0)
+    net = ARCH_REGISTRY.get('SwinIR')(**{k: v for k, v in net_g.items() if k != 'type'}).eval()
+    weights = str(tmp_path / 'swinir_x2.pth')
+    torch.save({'params': net.state_dict()}, weights)
+    with pytest.raises(RuntimeError):
+        net(torch.rand(1, 3, 9, 7))
+    opt = _write_opt(tmp_path, {k: (str(v) if isinstance(v, list) else v) for k, v in net_g.items()}, weights)
+    img_path = tmp_path / 'odd.png'
+    img = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    cv2.imwrite(str(img_path), img)
+    for tile, out_dir in ((0, 'whole'), (4, 'tiled')):
+        code = main([
+            '-i',
+            str(img_path), '-o',
+            str(tmp_path / out_dir), '--opt', opt, '--quiet', '--tile',
+            str(tile), '--tile_pad', '4', '--device', 'cpu'
+        ])
+        assert code == 0
+        assert read_image(str(tmp_path / out_dir / 'odd_out.png')).shape == (18, 14, 3)
+    assert size_multiple_of('SwinIR', {'window_size': 4}) == 4
+    assert size_multiple_of('SwinIR', {}) == 7  # the constructor's default window_size
+    assert size_multiple_of('RRDBNet', {'scale': 2, 'window_size': 8}) == 16  # pixel-unshuffle x window
+
+    class HATLike(nn.Module):
+        window_size = 16
+
+    assert size_multiple_of('HATLike', {}, HATLike()) == 16
+    assert size_multiple_of('RRDBNet', {'scale': 4}) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------- #
+#  enhance leaves the caller's network alone; grey + alpha PNGs round-trip
+# ----------------------------------------------------------------------------------------------------------------- #
+def test_enhance_does_not_modify_the_callers_network(monkeypatch):
+    torch.manual_seed(0)
+    net = TinySR().eval().double()  # float64: enhance computes in float32
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    img = np.random.default_rng(4).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    out, _ = enhance(net, img, 2, half=True)  # half is ignored on the CPU: float32
+    assert out.shape == (12, 10, 3)
+    assert all(p.dtype == torch.float64 and p.device.type == 'cpu' for p in net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    ref = Upscaler(TinySR().eval(), 2, device='cpu')
+    ref.net.load_state_dict({k: v.float() for k, v in before.items()})
+    assert np.array_equal(out, ref.enhance(img)[0])
+
+    # a network already in place (as Upscaler arranges) is used as is, without a copy
+    def no_copy(*args, **kwargs):
+        raise AssertionError('unexpected copy')
+
+    monkeypatch.setattr('srplugins.utils.inference.copy.deepcopy', no_copy)
+    ref.enhance(img)
+    if torch.cuda.is_available():
+        monkeypatch.undo()
+        enhance(net, img, 2, device='cuda', half=True)
+        assert all(p.device.type == 'cpu' and p.dtype == torch.float64 for p in net.parameters())
+
+
+def test_grey_alpha_png_round_trips_as_grey_alpha(tmp_path, capsys):
+    from PIL import Image
+    up = nn.Upsample(scale_factor=2, mode='nearest')
+    rng = np.random.default_rng(5)
+    for dtype, top in ((np.uint8, 256), (np.uint16, 65536)):
+        la = rng.integers(0, top, (6, 5, 2)).astype(dtype)
+        out, mode = enhance(up, la, 2, alpha_upsampler='bicubic')
+        assert mode == 'LA' and out.dtype == dtype and out.shape == (12, 10, 2)
+        assert np.array_equal(out[..., 0], _up2(la[..., 0]))
+        path = str(tmp_path / f'la_{np.dtype(dtype).itemsize * 8}.png')
+        write_image(path, out)
+        assert np.array_equal(read_image(path, grey_alpha=True), out)
+        assert read_image(path).shape == (12, 10, 4)  # OpenCV's own layout by default
+
+    # the CLI: a grey + alpha PNG written by another tool comes back grey + alpha at twice the size
+    _, model_path = _tiny_rrdb_checkpoint(tmp_path)
+    src = tmp_path / 'in'
+    src.mkdir()
+    grey = rng.integers(0, 256, (7, 6), dtype=np.uint8)
+    alpha = np.full((7, 6), 200, np.uint8)
+    Image.fromarray(np.stack([grey, alpha], axis=2), 'LA').save(str(src / 'logo.png'))
+    assert main([
+        '-i',
+        str(src), '-o',
+        str(tmp_path / 'out'), '--model_path', model_path, '--quiet', '--alpha_upsampler', 'bicubic'
+    ]) == 0
+    written = tmp_path / 'out' / 'logo_out.png'
+    with Image.open(str(written)) as result:
+        assert result.mode == 'LA' and result.size == (12, 14)
+    back = read_image(str(written), grey_alpha=True)
+    assert back.shape == (14, 12, 2) and np.abs(back[..., 1].astype(int) - 200).max() <= 1
+
+
+def test_cli_opt_downsampler_writes_the_small_image(tmp_path):
+    # a DASR down-sampler's `scale: 4` is its down-sampling factor: the option file route gives 1/4-size outputs,
+    # tiled or not (tiles assume the real output / input ratio)
+    if 'DASRDownsampler' not in ARCH_REGISTRY:
+        pytest.skip('DASRDownsampler not registered yet')
+    net_g = dict(type='DASRDownsampler', num_feat=8, num_block=1, scale=4)
+    torch.manual_seed(0)
+    net = ARCH_REGISTRY.get('DASRDownsampler')(num_feat=8, num_block=1, scale=4)
+    weights = str(tmp_path / 'dsn_x4.pth')
+    torch.save({'params': net.state_dict()}, weights)
+    opt = _write_opt(tmp_path, net_g, weights, scale=4)
+    img = _image(tmp_path, (40, 36))
+    for tile in (0, 16):
+        out_dir = tmp_path / f'o{tile}'
+        assert main(['-i', img, '-o',
+                     str(out_dir), '--opt', opt, '--quiet', '--tile',
+                     str(tile), '--tile_pad', '4']) == 0
+        assert read_image(str(out_dir / 'a_out.png')).shape == (10, 9, 3)

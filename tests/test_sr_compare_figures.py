@@ -61,7 +61,7 @@ def test_compare_figures_with_hr(demo_data, tmp_path, output_range):
     assert (out / 'metrics.md').is_file()
 
 
-def test_compare_figures_without_hr_and_errors(demo_data, tmp_path):
+def test_compare_figures_without_hr_and_errors(demo_data, tmp_path, capsys):
     opt, _ = write_model(tmp_path, [0, 1])
     lr_dir = osp.join(demo_data, 'val', 'LR_bicubic', 'X4')
     out = tmp_path / 'out'
@@ -71,5 +71,20 @@ def test_compare_figures_without_hr_and_errors(demo_data, tmp_path):
     assert fig.shape[1] == 2 * 4 * lr.shape[1] + sr_compare_figures.GAP
     assert not (out / 'metrics.csv').exists()
     assert sr_compare_figures.match_hr('babyx4.png', ['baby.png', 'bird.png'], 4) == 'baby.png'
-    with pytest.raises(FileNotFoundError, match='--gt'):
-        sr_compare_figures.main(['--opt', opt, '-i', lr_dir, '--gt', str(tmp_path / 'nope'), '-o', str(out)])
+    assert sr_compare_figures.main(['--opt', opt, '-i', lr_dir, '--gt', str(tmp_path / 'nope'), '-o', str(out)]) == 2
+    assert '--gt' in capsys.readouterr().err
+
+
+def test_compare_figures_refuses_checkpoint_named_for_another_scale(demo_data, tmp_path, capsys):
+    # the option says x4; a file named _x2 would load silently if its shapes fit, so it is refused (exit 2, message)
+    opt, net = write_model(tmp_path, [0, 1])
+    wrong = tmp_path / 'SRResNet_x2.pth'
+    torch.save({'params': net.state_dict()}, wrong)
+    lr_dir = osp.join(demo_data, 'val', 'LR_bicubic', 'X4')
+    code = sr_compare_figures.main(
+        ['--opt', opt, '--model_path',
+         str(wrong), '-i', lr_dir, '-o',
+         str(tmp_path / 'o'), '--device', 'cpu'])
+    err = capsys.readouterr().err
+    assert code == 2 and '--model_path' in err and 'x2' in err and opt in err
+    assert not (tmp_path / 'o').exists()

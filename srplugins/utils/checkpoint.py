@@ -178,12 +178,13 @@ def _network_options(obj, key):
 
 
 def scale_from_filename(path):
-    """Scale written in a file name as ``_x{N}`` / ``-x{N}`` / ``SRx{N}`` (e.g. ``aan_x3.pt``), else ``None``."""
-    if not path:
-        return None
-    stem = os.path.splitext(os.path.basename(str(path)))[0]
-    found = {int(m) for m in re.findall(r'(?:^|[_\-.])(?:SR)?x(\d)(?=$|[_\-.a-zA-Z])', stem, flags=re.IGNORECASE)}
-    return found.pop() if len(found) == 1 else None
+    """Scale written in a file name as ``_x{N}`` / ``-x{N}`` / ``SRx{N}`` (e.g. ``aan_x3.pt``), else ``None``.
+
+    Parsed by :func:`srplugins.compat.scale_from_filename` (the one parser); a name with two different scales gives
+    ``None`` here: nothing is guessed from it, and callers then need the scale as an argument.
+    """
+    from srplugins.compat import scale_from_filename as parse_scale
+    return parse_scale(path, strict=False)
 
 
 # --------------------------------------------------------------------------------------------------------------- #
@@ -235,15 +236,52 @@ def found_prefixes(state, depth=1):
     return [f'{p} ({n})' for p, n in counts.items()]
 
 
-def size_multiple_of(arch_type, arch_opt):
-    """Input size multiple needed by a registered architecture with the given options (1 if none)."""
+def size_multiple_of(arch_type, arch_opt, net=None):
+    """Input size multiple needed by a registered architecture with the given options (1 if none).
+
+    Pixel-unshuffle (basicsr ``RRDBNet`` x2 / x1) and stride-2 stages (DASR down-sampler, U-Net SN) give a downscale
+    ``d``; window attention (basicsr ``SwinIR``, HAT-like networks) needs feature maps that are multiples of the window
+    size, so the input multiple is ``d * window_size``. The window size is read from ``arch_opt['window_size']``, else a
+    ``window_size`` attribute of ``net``, else the default of the registered constructor's ``window_size`` argument.
+    """
     if arch_type == 'RRDBNet':
-        return {1: 4, 2: 2}.get(arch_opt.get('scale', 4), 1)
-    if arch_type == 'DASRDownsampler':
-        return int(arch_opt.get('scale', 4))
-    if arch_type in ('UNetSNDiscriminator', 'UNetDiscriminatorSN_basicsr', 'UNetDiscriminatorSN'):
-        return 8
-    return 1
+        multiple = {1: 4, 2: 2}.get(arch_opt.get('scale', 4), 1)
+    elif arch_type == 'DASRDownsampler':
+        multiple = int(arch_opt.get('scale', 4))
+    elif arch_type in ('UNetSNDiscriminator', 'UNetDiscriminatorSN_basicsr', 'UNetDiscriminatorSN'):
+        multiple = 8
+    else:
+        multiple = 1
+    window = _window_size(arch_type, arch_opt, net)
+    return multiple * window if window else multiple
+
+
+def _window_size(arch_type, arch_opt, net=None):
+    """Attention window side of an architecture (int), or None when it has none."""
+    window = arch_opt.get('window_size')
+    if window is None and net is not None:
+        window = getattr(net, 'window_size', None)
+    if window is None:
+        window = _constructor_default(arch_type, 'window_size')
+    if isinstance(window, (list, tuple)) and window:
+        window = int(np.lcm.reduce([int(w) for w in window]))
+    if isinstance(window, (int, np.integer)) and not isinstance(window, bool) and window > 1:
+        return int(window)
+    return None
+
+
+def _constructor_default(arch_type, name):
+    """Default of argument ``name`` of the registered class ``arch_type`` (None if unknown or without one)."""
+    import inspect
+    try:
+        from basicsr.utils.registry import ARCH_REGISTRY
+        cls = ARCH_REGISTRY.get(arch_type)
+        param = inspect.signature(cls.__init__).parameters.get(name)
+    except (ImportError, KeyError, TypeError, ValueError):
+        return None
+    if param is None or param.default is inspect.Parameter.empty:
+        return None
+    return param.default
 
 
 # --------------------------------------------------------------------------------------------------------------- #
@@ -357,18 +395,49 @@ def _build_old_esrgan(fam, state, hints):
         num_feat=num_feat,
         num_block=num_block,
         num_grow_ch=state['model.1.sub.0.RDB1.conv1.0.weight'].shape[0])
+    given = hints.get('scale')
     if len(ups) == 2:
+        if given not in (None, 4):
+            raise ValueError(f'Old-ESRGAN checkpoint has two upsampling convs (x4) but scale={given} was given.')
         return _info(fam, 'RRDBNet', dict(opt, scale=4), renamed, scale=4)
     if len(ups) == 1:
-        # same layout as KAIR's x2 RRDBNet; reuse that path (conversion or a clear refusal)
+        scale, note = _old_esrgan_single_upconv_scale(given, hints.get('path'))
+        if scale == 3:
+            raise ValueError('Old-ESRGAN x3 checkpoint (one nearest-x3 upconv): no registered architecture builds this '
+                             'variant (BSRGANRRDBNet and basicsr RRDBNet upsample by factors of 2), so it cannot be '
+                             'loaded or converted.')
+        # x2: same layout as KAIR's x2 RRDBNet; reuse that path (conversion or a clear refusal)
         kair = _rename(renamed, [(r'^body\.(\d+)\.rdb(\d)\.', r'RRDB_trunk.\1.RDB\2.'),
                                  (r'^conv_body\.', 'trunk_conv.'), (r'^conv_up1\.', 'upconv1.'),
                                  (r'^conv_hr\.', 'HRconv.')])
         info = _build_kair_rrdb(fam, kair, hints)
         info.family, info.description = fam.name, fam.description
+        info.notes.insert(0, note)
         return info
     raise ValueError(f'Old-ESRGAN checkpoint with {len(ups)} upsampling convs (scale {2**len(ups)}) is not '
                      'supported.')
+
+
+def _old_esrgan_single_upconv_scale(given, path):
+    """Scale of an old-ESRGAN file with one upsampling conv: x2 (nearest x2 + conv) and x3 (nearest x3 + conv, the
+    original code's ``upscale == 3`` branch) have identical keys and shapes, so it comes from the argument or the file
+    name, never from the weights. Returns ``(scale, note)``."""
+    from_name = scale_from_filename(path)
+    if given is not None and given not in (2, 3):
+        raise ValueError(f'Old-ESRGAN checkpoint with one upsampling conv is x2 or x3, but scale={given} was given.')
+    if given is None and from_name not in (None, 2, 3):
+        raise ValueError(f'The file name {os.path.basename(str(path))!r} says x{from_name}, but the old-ESRGAN '
+                         'weights have one upsampling conv (x2 or x3); pass --scale 2 or --scale 3.')
+    if given is not None and from_name is not None and given != from_name:
+        raise ValueError(f'scale={given} was given but the file name {os.path.basename(str(path))!r} says '
+                         f'x{from_name}. Old-ESRGAN x2 and x3 weights have identical shapes, so a mismatch would load '
+                         'silently; fix the argument or rename the file.')
+    scale = given if given is not None else from_name
+    if scale not in (2, 3):
+        raise ValueError('Old-ESRGAN checkpoint with one upsampling conv: x2 (nearest x2) and x3 (nearest x3) have '
+                         'identical keys and shapes, so the scale cannot be read from the weights. Pass it explicitly '
+                         '(--scale 2 or --scale 3) or name the file "..._x2.pth" / "..._x3.pth".')
+    return scale, f'scale x{scale} taken from ' + ('the argument' if given is not None else 'the file name')
 
 
 def _build_a2n(fam, state, hints):

@@ -4,20 +4,23 @@ Modelled on Real-ESRGAN's ``inference_realesrgan.py`` / ``RealESRGANer`` (flags,
 final Lanczos resize, grayscale / RGBA / 16-bit handling), with the known failures of that tool fixed deliberately
 (ecosystem notes Sec. 2.1 and 3):
 
-* ``enhance`` keeps no tensors on any object, so one network can serve several threads;
+* ``enhance`` keeps no tensors on any object and never modifies the network it is given (a network not yet on the
+  requested device / dtype is run as a converted copy), so one network can serve several threads;
 * tiles overlap and are blended with weights that are zero within ``tile_pad / 2`` pixels of an inner tile edge and
   ramp to one over the next ``tile_pad`` pixels. Outputs are therefore exactly the untiled ones wherever the network's
   receptive-field radius is at most ``tile_pad / 2``, and change smoothly (no seam) elsewhere. Tile positions and
-  sizes honour the network's size multiple (pixel-unshuffle, stride-2 convs); image sides are reflect-padded to that
-  multiple and the padding is cropped from the output;
+  sizes honour the network's size multiple (pixel-unshuffle, stride-2 convs, attention windows); image sides are
+  reflect-padded to that multiple and the padding is cropped from the output;
 * a failing tile raises :class:`TileInferenceError` with a hint (out of memory -> ``--tile N``); nothing is swallowed;
 * half precision is only used on CUDA (``--fp32`` turns it off); CPU always runs in float32;
 * 16-bit images are recognised by their dtype (not by ``max > 256``), and written back as 16-bit PNG; grayscale stays
-  grayscale; RGBA keeps its alpha channel, upscaled separately (through the network or by bicubic resizing);
+  grayscale; RGBA and grey + alpha PNGs keep their alpha channel, upscaled separately (through the network or by
+  bicubic resizing);
 * folder entries that are not files or do not decode are skipped with a warning and counted; paths are read with
   ``np.fromfile`` + ``cv2.imdecode`` so non-ASCII names work.
 """
 import argparse
+import copy
 import math
 import numpy as np
 import os
@@ -169,6 +172,18 @@ def _from_float(img, depth):
     return img.astype(np.float32)
 
 
+def _net_tensors(net):
+    return list(net.parameters()) + list(net.buffers())
+
+
+def _normalise_device(device):
+    """``torch.device`` with the index CUDA would use filled in (``'cuda'`` -> ``cuda:<current>``)."""
+    device = torch.device(device)
+    if device.type == 'cuda' and device.index is None and torch.cuda.is_available():
+        device = torch.device('cuda', torch.cuda.current_device())
+    return device
+
+
 def _run_rgb(net, rgb, scale, tile, tile_pad, size_multiple, device, dtype, num_in_ch):
     """(H, W, 3) float RGB -> (H', W', 3) float RGB via the network (per channel for 1-channel networks)."""
     if num_in_ch == 1:
@@ -194,31 +209,39 @@ def enhance(net,
             half=False,
             alpha_upsampler='network',
             num_in_ch=3):
-    """Super-resolve one image. Stateless: nothing is stored on ``net`` or elsewhere.
+    """Super-resolve one image. Stateless: nothing is stored on ``net`` or elsewhere, and ``net`` is not modified.
+
+    The network runs on ``device`` in float16 (``half`` on CUDA) or float32. When its parameters and buffers are
+    already there in that dtype (as :class:`Upscaler` arranges once), it is used as is; otherwise a converted copy
+    is made for this call only (``copy.deepcopy`` + ``.to``), so the caller's network keeps its device and dtype.
+    Move the network beforehand when calling this repeatedly: the copy costs time and memory on every call.
 
     Args:
-        net (nn.Module): Network in eval mode on ``device``, taking RGB in [0, 1] (``num_in_ch`` channels).
-        img (ndarray): (H, W) grayscale, (H, W, 3) BGR or (H, W, 4) BGRA; uint8, uint16 or float in [0, 1]
-            (as read by ``cv2.imread(..., cv2.IMREAD_UNCHANGED)``).
+        net (nn.Module): Network in eval mode, taking RGB in [0, 1] (``num_in_ch`` channels).
+        img (ndarray): (H, W) grayscale, (H, W, 2) grayscale + alpha, (H, W, 3) BGR or (H, W, 4) BGRA; uint8,
+            uint16 or float in [0, 1] (as read by :func:`read_image`).
         scale (float): The network's scale.
         outscale (float | None): Final scale; when it differs from ``scale`` the network output is resized with
             Lanczos (``cv2.INTER_LANCZOS4``). Default: None (= ``scale``).
         tile, tile_pad, size_multiple: See :func:`run_network`.
-        device (torch.device | str | None): Default: the device of the network's first parameter.
+        device (torch.device | str | None): Default: the device of the network's first parameter (or buffer).
         half (bool): Run in float16; ignored (float32) unless the device is CUDA. Default: False.
         alpha_upsampler (str): ``'network'`` (alpha as a gray image through the network) or ``'bicubic'``.
         num_in_ch (int): Input channels of the network (1 or 3). Default: 3.
 
     Returns:
-        tuple[ndarray, str]: Output with the input's dtype and layout, and its mode: ``'L'``, ``'RGB'`` or ``'RGBA'``.
+        tuple[ndarray, str]: Output with the input's dtype and layout, and its mode: ``'L'``, ``'LA'``, ``'RGB'`` or
+        ``'RGBA'``.
     """
     import cv2
+    tensors = _net_tensors(net)
     if device is None:
-        param = next(net.parameters(), None)
-        device = param.device if param is not None else torch.device('cpu')
-    device = torch.device(device)
+        device = tensors[0].device if tensors else torch.device('cpu')
+    device = _normalise_device(device)
     dtype = torch.float16 if half and device.type == 'cuda' else torch.float32
-    net = net.to(device=device, dtype=dtype)
+    if not all(
+            _normalise_device(t.device) == device and (not t.is_floating_point() or t.dtype == dtype) for t in tensors):
+        net = copy.deepcopy(net).to(device=device, dtype=dtype)  # the caller's network stays as it is
     if alpha_upsampler not in ('network', 'bicubic'):
         raise ValueError(f"alpha_upsampler must be 'network' or 'bicubic', got {alpha_upsampler!r}.")
     if img.ndim == 3 and img.shape[2] == 1:
@@ -331,34 +354,109 @@ class Upscaler:
             num_in_ch=self.num_in_ch)
 
 
-def _network_from_opt(opt_path, model_path=None, param_key=None, unsafe=False):
-    """Build ``network_g`` of a BasicSR option file and load ``path.pretrain_network_g`` (or ``model_path``)."""
+def _load_error_lines(err, limit=6, width=300):
+    """The first lines of a (possibly huge) ``load_state_dict`` error, each shortened."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    short = [line if len(line) <= width else line[:width] + ' ...' for line in lines[:limit]]
+    if len(lines) > limit:
+        short.append(f'... ({len(lines) - limit} more lines)')
+    return '\n  '.join(short)
+
+
+def _network_from_opt(opt_path,
+                      model_path=None,
+                      param_key=None,
+                      unsafe=False,
+                      scale=None,
+                      model_path_flag='--model_path'):
+    """Build ``network_g`` of a BasicSR option file and load ``path.pretrain_network_g`` (or ``model_path``).
+
+    Every failure is a ValueError / FileNotFoundError naming the option file and the checkpoint: an unregistered
+    ``network_g.type`` or bad constructor options, weights that do not fit ``network_g`` (missing / unexpected keys,
+    shape mismatches), a checkpoint file name whose ``_x{N}`` contradicts the option's ``scale``
+    (:func:`srplugins.compat.check_checkpoint_scale`: A2N x2 / x3 weights have identical shapes), and a ``scale``
+    argument that contradicts the option file.
+
+    Returns:
+        tuple: ``(net, scale, size_multiple, num_in_ch)``; ``scale`` is below 1 for a down-sampler.
+    """
     import yaml
     from basicsr.utils.registry import ARCH_REGISTRY
 
     import srplugins  # noqa: F401
+    from srplugins.compat import check_checkpoint_scale
     from srplugins.utils.checkpoint import load_checkpoint_file, size_multiple_of, unwrap_state_dict
-    with open(opt_path, 'r') as f:
-        opt = yaml.safe_load(f)
+    if not os.path.isfile(opt_path):
+        raise FileNotFoundError(f'Option file not found: {opt_path!r}.')
+    try:
+        with open(opt_path, 'r') as f:
+            opt = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ValueError(f'{opt_path}: not a valid YAML file: {err}') from None
     if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
         raise ValueError(f'{opt_path}: expected a BasicSR option file with a network_g block holding "type".')
     net_opt = dict(opt['network_g'])
     arch_type = net_opt.pop('type')
+    try:
+        arch_cls = ARCH_REGISTRY.get(arch_type)
+    except KeyError:
+        import difflib
+        names = sorted(ARCH_REGISTRY.keys())
+        close = difflib.get_close_matches(str(arch_type), names, n=3)
+        hint = f' Did you mean {" / ".join(close)}?' if close else ''
+        raise ValueError(f'{opt_path}: network_g.type {arch_type!r} is not a registered architecture.{hint} '
+                         f'Registered: {", ".join(names)}.') from None
+
+    # scales: the option's `scale`, the network's own upscale / scale, and the caller's
+    opt_scale = opt.get('scale')
+    net_scale = net_opt.get('upscale', net_opt.get('scale'))
+    if opt_scale is not None and net_scale is not None and float(opt_scale) != float(net_scale):
+        raise ValueError(f'{opt_path}: scale {opt_scale} and network_g scale {net_scale} differ.')
+    option_scale = opt_scale if opt_scale is not None else net_scale
+    if scale is not None and option_scale is not None and float(scale) != float(option_scale):
+        raise ValueError(f'--scale {scale} conflicts with {opt_path}: scale {option_scale}. With --opt the network '
+                         'and its scale come from the option file: drop --scale or fix the option file.')
+
     path_opt = opt.get('path') or {}
     weights = model_path or path_opt.get('pretrain_network_g')
+    source = model_path_flag if model_path else 'path.pretrain_network_g'
     if not weights:
-        raise ValueError(f'{opt_path}: no weights; set path.pretrain_network_g or pass --model_path.')
+        raise ValueError(f'{opt_path}: no weights; set path.pretrain_network_g or pass {model_path_flag}.')
+    try:
+        check_checkpoint_scale(weights, option_scale, option=source)
+    except ValueError as err:
+        raise ValueError(f'{opt_path}: {err}') from None
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f'{opt_path}: {source} = {weights!r} does not exist.')
     if param_key is None:
         param_key = path_opt.get('param_key_g', 'params')
     obj = load_checkpoint_file(weights, unsafe=unsafe)
     if param_key is not None and isinstance(obj, dict) and param_key not in obj:
         param_key = None  # fall back to automatic unwrapping (params_ema, params, raw state dicts)
-    state, _ = unwrap_state_dict(obj, param_key=param_key)
-    net = ARCH_REGISTRY.get(arch_type)(**net_opt)
-    net.load_state_dict(state, strict=path_opt.get('strict_load_g', True))
-    scale = opt.get('scale') or net_opt.get('upscale') or net_opt.get('scale') or 1
-    num_in_ch = net_opt.get('num_in_ch', 3)
-    return net.eval(), float(scale), size_multiple_of(arch_type, net_opt), num_in_ch
+    try:
+        state, _ = unwrap_state_dict(obj, param_key=param_key)
+    except ValueError as err:
+        raise ValueError(f'{opt_path}: {source} = {weights}: {err}') from None
+    try:
+        net = arch_cls(**net_opt)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f'{opt_path}: network_g ({arch_type}) cannot be built from its options: {err}') from None
+    strict = path_opt.get('strict_load_g', True)
+    try:
+        result = net.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        raise ValueError(f'{opt_path}: the weights {source} = {weights} do not fit network_g ({arch_type}):\n  '
+                         f'{_load_error_lines(err)}\nCheck that network_g (e.g. num_feat, num_block, scale) matches '
+                         'the checkpoint; `python scripts/convert_checkpoint.py <file> --detect_only` prints the '
+                         'network_g of a recognised checkpoint.') from None
+    if not strict and (result.missing_keys or result.unexpected_keys):
+        warnings.warn(f'{opt_path}: non-strict load of {weights}: missing {result.missing_keys}, unexpected '
+                      f'{result.unexpected_keys}.')
+    net_scale_value = float(option_scale or 1)
+    if arch_type == 'DASRDownsampler':  # its `scale` is the down-sampling factor
+        net_scale_value = 1. / net_scale_value
+    num_in_ch = net_opt.get('num_in_ch', net_opt.get('in_chans', 3))
+    return net.eval(), net_scale_value, size_multiple_of(arch_type, net_opt, net), num_in_ch
 
 
 def load_upscaler(model_path=None,
@@ -368,6 +466,7 @@ def load_upscaler(model_path=None,
                   half=False,
                   param_key=None,
                   unsafe=False,
+                  model_path_flag='--model_path',
                   **hints):
     """Build an :class:`Upscaler` from any supported checkpoint (``model_path``) or a BasicSR option file (``opt``).
 
@@ -375,14 +474,22 @@ def load_upscaler(model_path=None,
         model_path (str | None): Checkpoint in any layout :mod:`srplugins.utils.checkpoint` recognises.
         opt (str | None): Option file; its ``network_g`` is built and ``path.pretrain_network_g`` loaded (``model_path``
             overrides the weights).
-        scale (int | None): For checkpoints whose scale the weights do not fix (A2N x2 / x3).
+        scale (int | None): For checkpoints whose scale the weights do not fix (A2N x2 / x3). With ``opt`` it must
+            agree with the option file's ``scale`` (ValueError otherwise).
         device, half: See :class:`Upscaler`.
         param_key (str | None): Entry of the checkpoint holding the weights; default automatic.
         unsafe (bool): Allow pickles with arbitrary objects (trusted files only).
+        model_path_flag (str): How error messages name ``model_path`` when it overrides an option file's weights
+            (the command-line flag). Default: ``'--model_path'``.
         **hints: Passed to :func:`srplugins.utils.checkpoint.detect_checkpoint`.
+
+    Raises:
+        ValueError / FileNotFoundError: with a message naming the option file and the checkpoint (unregistered
+        ``network_g.type``, weights that do not fit ``network_g``, a file name ``_x{N}`` contradicting ``scale``...).
     """
     if opt is not None:
-        net, net_scale, multiple, num_in_ch = _network_from_opt(opt, model_path, param_key, unsafe)
+        net, net_scale, multiple, num_in_ch = _network_from_opt(
+            opt, model_path, param_key, unsafe, scale=scale, model_path_flag=model_path_flag)
         return Upscaler(net, net_scale, multiple, device=device, half=half, num_in_ch=num_in_ch)
     if model_path is None:
         raise ValueError('Give a checkpoint (--model_path) or a BasicSR option file (--opt).')
@@ -405,8 +512,25 @@ def load_upscaler(model_path=None,
 # --------------------------------------------------------------------------------------------------------------- #
 #  Files
 # --------------------------------------------------------------------------------------------------------------- #
-def read_image(path):
-    """Read an image as ``cv2.IMREAD_UNCHANGED`` does (keeps 16-bit, alpha, grayscale); ``None`` if undecodable."""
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_GREY_ALPHA = 4  # IHDR colour type of grey + alpha
+
+
+def _is_grey_alpha_png(buf):
+    """True for a PNG whose IHDR colour type is grey + alpha (byte 25: after the signature, length, type, size)."""
+    return buf.size > 25 and bytes(buf[:8]) == _PNG_SIGNATURE and bytes(buf[12:16]) == b'IHDR' and \
+        int(buf[25]) == _PNG_GREY_ALPHA
+
+
+def read_image(path, grey_alpha=False):
+    """Read an image as ``cv2.IMREAD_UNCHANGED`` does (keeps 16-bit, alpha, grayscale); ``None`` if undecodable.
+
+    Args:
+        path (str): Image file (non-ASCII names work: ``np.fromfile`` + ``cv2.imdecode``).
+        grey_alpha (bool): OpenCV decodes a grey + alpha PNG as 4-channel BGRA (B = G = R). With True such a file is
+            returned as (H, W, 2) ``[grey, alpha]``, which :func:`enhance` and :func:`write_image` keep as grey +
+            alpha (``srplugins-infer`` does this). Default: False (OpenCV's layout).
+    """
     import cv2
     try:
         buf = np.fromfile(path, dtype=np.uint8)
@@ -414,22 +538,58 @@ def read_image(path):
         return None
     if buf.size == 0:
         return None
-    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if grey_alpha and img is not None and img.ndim == 3 and img.shape[2] == 4 and _is_grey_alpha_png(buf) and \
+            np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]):
+        img = np.ascontiguousarray(img[..., [0, 3]])
+    return img
+
+
+def _encode_png_grey_alpha(img):
+    """PNG bytes of a (H, W, 2) uint8 / uint16 grey + alpha array (OpenCV cannot encode 2-channel images)."""
+    import struct
+    import zlib
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'A grey + alpha PNG needs uint8 or uint16 data, got {img.dtype}.')
+    h, w = img.shape[:2]
+    depth = 16 if img.dtype == np.uint16 else 8
+    rows = np.ascontiguousarray(img.astype('>u2' if depth == 16 else np.uint8)).view(np.uint8).reshape(h, -1)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1)  # filter type 0 (none) on every row
+
+    def chunk(tag, payload):
+        return struct.pack('>I', len(payload)) + tag + payload + struct.pack('>I', zlib.crc32(tag + payload))
+
+    header = struct.pack('>IIBBBBB', w, h, depth, _PNG_GREY_ALPHA, 0, 0, 0)
+    return _PNG_SIGNATURE + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(raw.tobytes(), 6)) + \
+        chunk(b'IEND', b'')
 
 
 def write_image(path, img):
-    """Write with ``cv2.imencode`` + ``tofile`` (non-ASCII paths); the extension of ``path`` picks the format."""
+    """Encode with ``cv2.imencode`` and write the bytes with Python's ``open`` (non-ASCII paths work); the extension
+    of ``path`` picks the format.
+
+    A (H, W, 2) grey + alpha array is written as a grey + alpha PNG (``.png``), or as BGRA for other formats.
+    """
     import cv2
-    ok, buf = cv2.imencode(os.path.splitext(path)[1], img)
-    if not ok:
-        raise OSError(f'Could not encode {path!r} (shape {img.shape}, dtype {img.dtype}).')
+    ext = os.path.splitext(path)[1]
+    grey_alpha = img.ndim == 3 and img.shape[2] == 2
+    if grey_alpha and ext.lower() == '.png':
+        data = _encode_png_grey_alpha(img)
+    else:
+        if grey_alpha:
+            img = np.ascontiguousarray(img[..., [0, 0, 0, 1]])
+        ok, buf = cv2.imencode(ext, img)
+        if not ok:
+            raise OSError(f'Could not encode {path!r} (shape {img.shape}, dtype {img.dtype}).')
+        data = buf.tobytes()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    buf.tofile(path)
+    with open(path, 'wb') as f:
+        f.write(data)
 
 
 def _output_ext(requested, in_ext, img, mode):
     ext = in_ext.lstrip('.').lower() if requested == 'auto' else requested
-    if ext in ('jpg', 'jpeg') and (mode == 'RGBA' or img.dtype == np.uint16):
+    if ext in ('jpg', 'jpeg') and (mode in ('RGBA', 'LA') or img.dtype == np.uint16):
         if requested != 'auto':
             warnings.warn('JPEG cannot hold alpha or 16-bit data; writing PNG instead.')
         ext = 'png'
@@ -492,7 +652,7 @@ def process_paths(upscaler,
             warnings.warn(f'Skipping {path!r}: not a file.')
             skipped.append((path, 'not a file'))
             continue
-        img = read_image(path)
+        img = read_image(path, grey_alpha=True)
         if img is None:
             warnings.warn(f'Skipping {path!r}: not a decodable image.')
             skipped.append((path, 'not a decodable image'))
@@ -525,7 +685,11 @@ def build_parser():
     src.add_argument('--model_path', help='checkpoint file in any supported layout')
     src.add_argument('--opt', help='BasicSR option file: network_g is built, path.pretrain_network_g loaded')
     parser.add_argument('--opt_model_path', help='with --opt: weights overriding path.pretrain_network_g')
-    parser.add_argument('--scale', type=int, help='network scale where the weights do not fix it (A2N x2 / x3)')
+    parser.add_argument(
+        '--scale',
+        type=int,
+        help='network scale where the weights do not fix it (A2N x2 / x3, old ESRGAN x2 / x3); '
+        'with --opt it must equal the option scale')
     parser.add_argument(
         '-s',
         '--outscale',
@@ -567,6 +731,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.model_path is None and args.opt is None:
         build_parser().error('one of --model_path or --opt is required')
+    if args.opt_model_path is not None and args.opt is None:
+        build_parser().error('--opt_model_path only applies with --opt (use --model_path for a checkpoint alone)')
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     half = not args.fp32 and torch.device(device).type == 'cuda'  # half precision only on CUDA
     try:
@@ -574,10 +740,12 @@ def main(argv=None):
             upscaler = load_upscaler(
                 model_path=args.opt_model_path,
                 opt=args.opt,
+                scale=args.scale,
                 device=device,
                 half=half,
                 param_key=args.param_key,
-                unsafe=args.unsafe_load)
+                unsafe=args.unsafe_load,
+                model_path_flag='--opt_model_path')
         else:
             upscaler = load_upscaler(
                 model_path=args.model_path,
