@@ -46,9 +46,12 @@ setup(
     install_requires=read_requirements(),
     extras_require={
         'wavelets': ['pytorch_wavelets>=1.3.0', 'PyWavelets'],
-        'face': ['facexlib>=0.2.5'],
+        'face': ['facexlib>=0.3.0'],
         'safetensors': ['safetensors'],
-        'test': ['pytest>=7', 'scikit-image', 'flake8', 'isort==9.0.2', 'yapf==0.43.0', 'pytorch_wavelets>=1.3.0'],
+        'test': [
+            'pytest>=7', 'scikit-image', 'flake8', 'isort==9.0.2', 'yapf==0.43.0', 'pytorch_wavelets>=1.3.0',
+            'facexlib>=0.3.0'
+        ],
     },
     entry_points={
         'console_scripts': [
