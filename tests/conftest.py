@@ -4,6 +4,7 @@ Everything is local: backbone "pretrained" files are random-init torchvision sta
 named by ``SRPLUGINS_PRETRAINED_DIR``; the demo data comes from scikit-image's bundled photographs.
 """
 import copy
+import importlib.util
 import os
 import os.path as osp
 import pytest
@@ -15,6 +16,17 @@ import yaml
 import srplugins  # noqa: F401  (stack fixes + registration before basicsr is used by any test)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def has_facexlib():
+    try:
+        return importlib.util.find_spec('facexlib') is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# tests of the optional face extra
+needs_facexlib = pytest.mark.skipif(not has_facexlib(), reason='facexlib (optional extra "face") is not installed')
 
 # one thread: the tests use tiny tensors, where extra threads only add overhead (and thrash on a busy machine)
 torch.set_num_threads(1)

@@ -27,16 +27,22 @@ def _tiny_paired_data(folder, scale=2, num=4, size=32):
     return folder
 
 
+def _tiny_paired_dataset(data, **extra):
+    """basicsr PairedImageDataset over the tiny HR / LR folders made by ``_tiny_paired_data``."""
+    return dict(
+        {
+            'type': 'PairedImageDataset',
+            'dataroot_gt': osp.join(data, 'HR'),
+            'dataroot_lq': osp.join(data, 'LR'),
+            'filename_tmpl': '{}',
+            'io_backend': {
+                'type': 'disk'
+            },
+        }, **extra)
+
+
 def _tiny_option(data, name, total_iter, scale=2, batch_size=2):
-    dataset = {
-        'type': 'PairedImageDataset',
-        'dataroot_gt': osp.join(data, 'HR'),
-        'dataroot_lq': osp.join(data, 'LR'),
-        'filename_tmpl': '{}',
-        'io_backend': {
-            'type': 'disk'
-        },
-    }
+    dataset = _tiny_paired_dataset(data)
     return {
         'name': name,
         'model_type': 'SRModel',
@@ -246,16 +252,7 @@ def test_demo_smoke(tmp_path, run_train, demo_data):
 
 
 def _tiny_test_option(data, checkpoint, bicubic_baseline=True):
-    dataset = {
-        'name': 'tiny_test_set',
-        'type': 'PairedImageDataset',
-        'dataroot_gt': osp.join(data, 'HR'),
-        'dataroot_lq': osp.join(data, 'LR'),
-        'filename_tmpl': '{}',
-        'io_backend': {
-            'type': 'disk'
-        }
-    }
+    dataset = _tiny_paired_dataset(data, name='tiny_test_set')
     return {
         'name': 'tiny_test',
         'model_type': 'SRModel',

@@ -4,7 +4,6 @@ Tests that need facexlib (optional extra ``face``) skip without it; the offline 
 landmark adapter are tested either way.
 """
 import cv2
-import importlib.util
 import numpy as np
 import pytest
 import sys
@@ -15,16 +14,7 @@ import srplugins  # noqa: F401
 from srplugins.utils import face as face_module
 from srplugins.utils.face import FaceEnhancer, LandmarkDetector, RetinaFaceDetector, build_face_helper, face_template
 from srplugins.utils.inference import Upscaler, process_paths, read_image
-
-
-def _has_facexlib():
-    try:
-        return importlib.util.find_spec('facexlib') is not None
-    except (ImportError, ValueError):
-        return False
-
-
-needs_facexlib = pytest.mark.skipif(not _has_facexlib(), reason='facexlib (optional extra "face") is not installed')
+from tests.conftest import has_facexlib, needs_facexlib
 
 
 @pytest.fixture
@@ -40,7 +30,7 @@ def offline(monkeypatch, tmp_path):
         raise AssertionError(f'download attempted: {url}')
 
     monkeypatch.setattr(torch.hub, 'download_url_to_file', no_download)
-    if _has_facexlib():
+    if has_facexlib():
         import facexlib.utils.misc
         monkeypatch.setattr(facexlib.utils.misc, 'download_url_to_file', no_download)
     return folder

@@ -8,18 +8,9 @@ import torch
 
 from srplugins.utils import face as face_module
 from srplugins.utils.face import LandmarkDetector, face_template
+from tests.conftest import needs_facexlib
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def _has_facexlib():
-    try:
-        return importlib.util.find_spec('facexlib') is not None
-    except (ImportError, ValueError):
-        return False
-
-
-needs_facexlib = pytest.mark.skipif(not _has_facexlib(), reason='facexlib (optional extra "face") is not installed')
 
 
 def _script():

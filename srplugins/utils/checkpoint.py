@@ -401,7 +401,8 @@ def _build_old_esrgan(fam, state, hints):
             raise ValueError(f'Old-ESRGAN checkpoint has two upsampling convs (x4) but scale={given} was given.')
         return _info(fam, 'RRDBNet', dict(opt, scale=4), renamed, scale=4)
     if len(ups) == 1:
-        scale, note = _old_esrgan_single_upconv_scale(given, hints.get('path'))
+        scale, note = _scale_x2_or_x3('an old-ESRGAN checkpoint with one upsampling conv (nearest x2 or x3)', given,
+                                      hints.get('path'))
         if scale == 3:
             raise ValueError('Old-ESRGAN x3 checkpoint (one nearest-x3 upconv): no registered architecture builds this '
                              'variant (BSRGANRRDBNet and basicsr RRDBNet upsample by factors of 2), so it cannot be '
@@ -418,25 +419,25 @@ def _build_old_esrgan(fam, state, hints):
                      'supported.')
 
 
-def _old_esrgan_single_upconv_scale(given, path):
-    """Scale of an old-ESRGAN file with one upsampling conv: x2 (nearest x2 + conv) and x3 (nearest x3 + conv, the
-    original code's ``upscale == 3`` branch) have identical keys and shapes, so it comes from the argument or the file
-    name, never from the weights. Returns ``(scale, note)``."""
+def _scale_x2_or_x3(what, given, path):
+    """Scale of a layout whose x2 and x3 weights have identical keys and shapes (A2N, old ESRGAN with one upsampling
+    conv): it comes from the argument or from a ``_x{N}`` file name, never from the weights, and a disagreement between
+    the two is an error. Returns ``(scale, note)``."""
     from_name = scale_from_filename(path)
     if given is not None and given not in (2, 3):
-        raise ValueError(f'Old-ESRGAN checkpoint with one upsampling conv is x2 or x3, but scale={given} was given.')
+        raise ValueError(f'{what} is x2 or x3, but scale={given} was given.')
     if given is None and from_name not in (None, 2, 3):
-        raise ValueError(f'The file name {os.path.basename(str(path))!r} says x{from_name}, but the old-ESRGAN '
-                         'weights have one upsampling conv (x2 or x3); pass --scale 2 or --scale 3.')
+        raise ValueError(f'The file name {os.path.basename(str(path))!r} says x{from_name}, but {what} is x2 or x3; '
+                         'pass --scale 2 or --scale 3.')
     if given is not None and from_name is not None and given != from_name:
         raise ValueError(f'scale={given} was given but the file name {os.path.basename(str(path))!r} says '
-                         f'x{from_name}. Old-ESRGAN x2 and x3 weights have identical shapes, so a mismatch would load '
+                         f'x{from_name}. x2 and x3 weights of {what} have identical shapes, so a mismatch would load '
                          'silently; fix the argument or rename the file.')
     scale = given if given is not None else from_name
     if scale not in (2, 3):
-        raise ValueError('Old-ESRGAN checkpoint with one upsampling conv: x2 (nearest x2) and x3 (nearest x3) have '
-                         'identical keys and shapes, so the scale cannot be read from the weights. Pass it explicitly '
-                         '(--scale 2 or --scale 3) or name the file "..._x2.pth" / "..._x3.pth".')
+        raise ValueError(f'x2 and x3 weights of {what} have identical keys and shapes, so the scale cannot be read '
+                         'from the weights. Pass it explicitly (--scale 2 or --scale 3) or name the file '
+                         '"..._x2.pth" / "..._x3.pth".')
     return scale, f'scale x{scale} taken from ' + ('the argument' if given is not None else 'the file name')
 
 
@@ -452,25 +453,15 @@ def _build_a2n(fam, state, hints):
     if kernel != 3:
         opt['non_attention_kernel'] = int(kernel)
         notes.append(f'non-attention branch is {kernel}x{kernel}: A2N-M variant')
-    given, from_name = hints.get('scale'), scale_from_filename(hints.get('path'))
+    given = hints.get('scale')
     if 'upconv2.weight' in state:
         if given not in (None, 4):
             raise ValueError(f'A2N checkpoint has the x4 reconstruction (upconv2/att2/HRconv2) but scale={given} was '
                              'given.')
         scale = 4
     else:
-        if given is not None and given not in (2, 3):
-            raise ValueError(f'A2N checkpoint without upconv2 is x2 or x3, but scale={given} was given.')
-        if given is not None and from_name is not None and given != from_name:
-            raise ValueError(f'scale={given} was given but the file name {os.path.basename(hints["path"])!r} says '
-                             f'x{from_name}. A2N x2 and x3 weights have identical shapes, so a mismatch would load '
-                             'silently; fix the argument or rename the file.')
-        scale = given if given is not None else from_name
-        if scale not in (2, 3):
-            raise ValueError('A2N x2 and x3 checkpoints have identical keys and shapes, so the scale cannot be read '
-                             'from the weights. Pass it explicitly (--scale 2 or --scale 3) or name the file '
-                             '"..._x2.pt" / "..._x3.pt".')
-        notes.append(f'scale x{scale} taken from ' + ('the argument' if given is not None else 'the file name'))
+        scale, note = _scale_x2_or_x3('an A2N checkpoint without upconv2', given, hints.get('path'))
+        notes.append(note)
     opt['upscale'] = scale
     return _info(fam, 'A2N', opt, OrderedDict(state), scale=scale, notes=notes)
 
