@@ -3,10 +3,16 @@
 Subcommands:
     degradation  Throughput (images/s) of the BSRGAN degradation on HR patches (default 288x288, x4): our per-sample
                  CPU path, our batched torch path (``--torch``, on ``--device``, batch ``--batch``) and, when
-                 --kair_root points at a KAIR checkout, KAIR's reference ``utils_blindsr``, side by side.
+                 --kair_root points at a KAIR checkout, KAIR's reference ``utils_blindsr``, side by side in one run,
+                 then the issue's targets with PASS / FAIL: per-sample path >= 3x KAIR's images/s; batched torch path
+                 on CUDA >= 20x KAIR's (CPU) images/s (no target for the torch path on the CPU). Exit status 1 when a
+                 checked target fails. On CUDA every clock read follows ``torch.cuda.synchronize``, so the time of a
+                 batch includes all its device work. Tiny inputs (``--hr_size 32 --lq_size 8``) measure the
+                 per-sample host overhead.
     fidelity     Statistical fidelity: mean / std over N seeded samples of PSNR(bicubic-upsampled LQ, HQ) on the same
                  HR crop (scikit-image's bundled sample photo) for our per-sample path, the batched torch path
-                 (``--torch``) and KAIR's reference, with the differences to KAIR / to the per-sample path.
+                 (``--torch``) and KAIR's reference, with the differences to KAIR / to the per-sample path
+                 (PASS: |mean diff| <= 0.3 dB and |std diff| <= 0.2 dB).
 
 KAIR is imported with two compatibility patches for SciPy >= 1.14 (``np.finfo`` for ``scipy.finfo``;
 ``RectBivariateSpline(kx=1, ky=1)`` for ``interp2d``) and stub matplotlib modules when matplotlib is missing. KAIR is
@@ -15,6 +21,7 @@ never copied; point --kair_root at a checkout (``git clone https://github.com/cs
 Examples:
     python scripts/benchmark.py degradation --num 100 --kair_root /tmp/KAIR
     python scripts/benchmark.py degradation --num 480 --torch --device cuda --batch 48 --kair_root /tmp/KAIR
+    python scripts/benchmark.py degradation --num 480 --torch --hr_size 32 --lq_size 8   # host overhead
     python scripts/benchmark.py fidelity --num 200 --kair_root /tmp/KAIR
     python scripts/benchmark.py fidelity --num 400 --torch --device cpu
 """
@@ -109,35 +116,48 @@ def _kair(args, kair):
 
 def _torch_degrader(args):
     from srplugins.ops.bsrgan_degradation_torch import TorchBSRGANDegradation
+    exact_sizes = {'auto': None, 'exact': True, 'padded': False}[args.torch_mode]
     return TorchBSRGANDegradation(args.scale, args.lq_size, 'bsrgan_plus' if args.plus else 'bsrgan', args.shuffle_prob,
-                                  args.use_sharp)
+                                  args.use_sharp, exact_sizes)
+
+
+def _clock(device):
+    """``time.perf_counter()`` after the device has finished its queued work (CUDA runs asynchronously)."""
+    import torch
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _torch_batches(args, img, num, with_psnr):
-    """Run the batched torch path on ``num`` copies of ``img`` in batches of ``args.batch``; (seconds, psnrs)."""
+    """Run the batched torch path on ``num`` copies of ``img`` in batches of ``args.batch``.
+
+    The HR batch is on the device before the clock starts (as in a model's ``feed_data``); one full batch with another
+    seed warms up first (cuDNN, the pinned host allocator, the operator caches).
+
+    Returns:
+        tuple: (seconds, psnrs, batched calls per batch).
+    """
     import torch
     device = torch.device(args.device)
     degrader = _torch_degrader(args)
     hr = torch.from_numpy(img).permute(2, 0, 1)[None].to(device)
-    psnrs, seconds, done, step = [], 0.0, 0, 0
-    warm = degrader(hr.expand(min(args.batch, 2), -1, -1, -1).contiguous(), [args.seed, 10**6])  # noqa: F841
+    degrader(hr.expand(min(args.batch, num), -1, -1, -1).contiguous(), [args.seed, 10**6])
+    psnrs, seconds, done, step, calls = [], 0.0, 0, 0, []
     while done < num:
         b = min(args.batch, num - done)
         batch = hr.expand(b, -1, -1, -1).contiguous()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start = _clock(device)
         lq, hq = degrader(batch, [args.seed, step])
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        seconds += time.perf_counter() - start
+        seconds += _clock(device) - start
+        calls.append(degrader.last_num_calls)
         if with_psnr:
             lq = lq.permute(0, 2, 3, 1).float().cpu().numpy()
             hq = hq.permute(0, 2, 3, 1).float().cpu().numpy()
             psnrs += [psnr_bicubic_up(lq[i], hq[i]) for i in range(b)]
         done += b
         step += 1
-    return seconds, np.array(psnrs)
+    return seconds, np.array(psnrs), float(np.mean(calls))
 
 
 def _run(fn, img, num):
@@ -162,33 +182,45 @@ def cmd_degradation(args):
                       3), dtype=np.float32) if args.image == 'random' else hr_crop(args.image, args.hr_size)
     name = 'bsrgan_plus' if args.plus else 'bsrgan'
     print(f'{name} degradation, HR {args.hr_size}x{args.hr_size}, x{args.scale}, LQ {args.lq_size}, '
-          f'{args.num} samples, OpenCV threads {_cv2_threads()}, image {args.image}')
-    rows = [('ours (per-sample, numpy/OpenCV)', _timed(_ours(args), img, args.num))]
+          f'{args.num} samples, OpenCV threads {_cv2_threads()}, torch threads {_torch_threads()}, image {args.image}')
+    rows = {'ours': ('ours (per-sample, numpy/OpenCV)', _timed(_ours(args), img, args.num))}
     if args.torch:
-        rows.append(
-            (f'ours (batched torch, {args.device}, batch {args.batch})', _torch_batches(args, img, args.num, False)[0]))
+        seconds, _, calls = _torch_batches(args, img, args.num, False)
+        label = f'ours (batched torch, {_device_name(args.device)}, batch {args.batch})'
+        rows['torch'] = (label, seconds)
     if kair is not None:
-        rows.append(('KAIR utils_blindsr (patched)', _timed(_kair(args, kair), img, args.num)))
-    for label, seconds in rows:
-        print(f'  {label:44s} {args.num / seconds:8.1f} images/s  ({1000 * seconds / args.num:.1f} ms/image)')
-    if kair is not None:
-        for label, seconds in rows[:-1]:
-            print(f'  speed-up {label} / KAIR: {rows[-1][1] / seconds:.2f}x')
+        rows['KAIR'] = ('KAIR utils_blindsr (patched, CPU)', _timed(_kair(args, kair), img, args.num))
+    for label, seconds in rows.values():
+        print(f'  {label:52s} {args.num / seconds:8.1f} images/s  ({1000 * seconds / args.num:.2f} ms/image)')
+    if args.torch:
+        print(f'  batched torch path: {calls:.1f} batched calls per batch ({args.torch_mode} sizes)')
+    if kair is None:
+        print('  targets not checked: KAIR not given (--kair_root or $KAIR_ROOT)')
+        return 0
+    kair_seconds = rows['KAIR'][1]
+    for key, (label, seconds) in rows.items():
+        if key != 'KAIR':
+            print(f'  speed-up {label} / KAIR: {kair_seconds / seconds:.2f}x')
+    status = 0
+    targets = [('ours', 3.0, 'per-sample CPU path')]
+    if args.torch:
+        if args.device.startswith('cuda'):
+            targets.append(('torch', 20.0, f'batched torch path on {args.device}'))
+        else:
+            print('  target batched torch path: none on the CPU (the 20x target is for --device cuda)')
+    for key, factor, what in targets:
+        ratio = kair_seconds / rows[key][1]
+        ok = ratio >= factor
+        status = status or (0 if ok else 1)
+        print(f'  target {what} >= {factor:g}x KAIR images/s: {ratio:.2f}x -> {"PASS" if ok else "FAIL"}')
+    return status
 
 
-def cmd_fidelity(args):
-    kair = load_kair(args.kair_root)
-    img = hr_crop(args.image, args.hr_size)
-    print(f'PSNR(bicubic-up LQ, HQ) over {args.num} samples of skimage.data.{args.image} centre crop '
-          f'{args.hr_size}x{args.hr_size}, x{args.scale}, LQ {args.lq_size}, seed {args.seed}')
-    results = {'ours': _run(_ours(args), img, args.num)}
-    if args.torch:
-        results['torch'] = _torch_batches(args, img, args.num, True)
-    if kair is not None:
-        results['KAIR'] = _run(_kair(args, kair), img, args.num)
+def _report_fidelity(results, num):
+    """Print the PSNR statistics of each path and the differences with PASS / FAIL; returns 1 if one fails."""
     for label, (seconds, psnr) in results.items():
         print(f'  {label:5s} mean {psnr.mean():6.2f} dB  std {psnr.std():5.2f} dB  min {psnr.min():6.2f}  '
-              f'max {psnr.max():6.2f}  ({1000 * seconds / args.num:.1f} ms/sample)')
+              f'max {psnr.max():6.2f}  ({1000 * seconds / num:.1f} ms/sample)')
     status = 0
     pairs = [(a, b) for a, b in (('ours', 'KAIR'), ('torch', 'KAIR'), ('torch', 'ours'))
              if a in results and b in results]
@@ -202,9 +234,45 @@ def cmd_fidelity(args):
     return status
 
 
+def cmd_fidelity(args):
+    kair = load_kair(args.kair_root)
+    img = hr_crop(args.image, args.hr_size)
+    seeds = args.seeds or [args.seed]
+    print(f'PSNR(bicubic-up LQ, HQ) over {args.num} samples per seed of skimage.data.{args.image} centre crop '
+          f'{args.hr_size}x{args.hr_size}, x{args.scale}, LQ {args.lq_size}, seeds {seeds}')
+    runs = []
+    for seed in seeds:
+        args.seed = seed
+        results = {'ours': _run(_ours(args), img, args.num)}
+        if args.torch:
+            results['torch'] = _torch_batches(args, img, args.num, True)[:2]
+        if kair is not None:
+            results['KAIR'] = _run(_kair(args, kair), img, args.num)
+        print(f'seed {seed}, N={args.num}:')
+        status = _report_fidelity(results, args.num)
+        runs.append(results)
+    if len(runs) > 1:  # the exit status is the pooled comparison's
+        pooled = {key: (sum(r[key][0] for r in runs), np.concatenate([r[key][1] for r in runs])) for key in runs[0]}
+        print(f'pooled over seeds {seeds}, N={args.num * len(runs)}:')
+        status = _report_fidelity(pooled, args.num * len(runs))
+    return status
+
+
 def _cv2_threads():
     import cv2
     return cv2.getNumThreads()
+
+
+def _torch_threads():
+    import torch
+    return torch.get_num_threads()
+
+
+def _device_name(device):
+    import torch
+    if not str(device).startswith('cuda'):
+        return str(device)
+    return f'{device}: {torch.cuda.get_device_name(torch.device(device))}'
 
 
 def main(argv=None):
@@ -222,6 +290,13 @@ def main(argv=None):
         p.add_argument('--hr_size', type=int, default=288, help='HR patch side (default 288)')
         p.add_argument('--lq_size', type=int, default=72, help='LQ patch side (default 72)')
         p.add_argument('--seed', type=int, default=0)
+        if name == 'fidelity':
+            p.add_argument(
+                '--seeds',
+                type=int,
+                nargs='+',
+                help='several seeds of --num samples each, reported one by one and pooled (the exit status is the '
+                'pooled comparison); overrides --seed')
         p.add_argument(
             '--image',
             default='astronaut' if name == 'fidelity' else 'random',
@@ -232,6 +307,12 @@ def main(argv=None):
         p.add_argument('--torch', action='store_true', help='also run the batched torch path')
         p.add_argument('--device', default='cpu', help="device of the batched torch path ('cpu', 'cuda', 'cuda:1')")
         p.add_argument('--batch', type=int, default=48, help='batch size of the batched torch path (default 48)')
+        p.add_argument(
+            '--torch_mode',
+            default='auto',
+            choices=('auto', 'exact', 'padded'),
+            help="batched calls at each sample's own size ('exact', the CPU default) or padded to the largest one "
+            "of a power-of-two size class ('padded', the CUDA default); 'auto' follows the device")
     args = parser.parse_args(argv)
     if args.hr_size < args.lq_size * args.scale:
         parser.error(f'--hr_size ({args.hr_size}) must be >= lq_size*scale ({args.lq_size * args.scale})')

@@ -1,4 +1,8 @@
-"""The torch (on-device) BSRGAN degradation against independent references: OpenCV, scipy, basicsr, the CPU path."""
+"""The torch (on-device) BSRGAN degradation against independent references: OpenCV, scipy, basicsr, the CPU path.
+
+The batched execution (greedy rounds on a padded canvas) is checked sample by sample against the CPU path and the
+single-sample execution, in both its modes (``exact_sizes`` True: the CPU default, False: the CUDA default).
+"""
 import cv2
 import math
 import numpy as np
@@ -8,9 +12,13 @@ from scipy import ndimage
 
 import srplugins  # noqa: F401
 from srplugins.ops import bsrgan_degradation as cpu
-from srplugins.ops.bsrgan_degradation_torch import (TorchBSRGANDegradation, add_poisson_noise_torch, convolve_torch,
-                                                    gaussian_noise_torch, imresize_matlab_torch, jpeg_torch,
-                                                    reflect101_index, resize_torch)
+from srplugins.ops.bsrgan_degradation_torch import (TorchBSRGANDegradation, add_poisson_noise_torch, compile_plan,
+                                                    convolve_torch, gaussian_noise_torch, imresize_matlab_torch,
+                                                    jpeg_quality_to_factor, jpeg_torch, reflect101_index, resize_torch,
+                                                    schedule, split_by_size)
+
+NOISE_STEPS = ('gaussian_noise', 'speckle_noise', 'poisson_noise')
+MODES = pytest.mark.parametrize('exact_sizes', [True, False], ids=['exact_sizes', 'padded'])
 
 
 def _photo(size=288):
@@ -154,12 +162,13 @@ def test_noise_fields_have_the_drawn_statistics():
     assert abs(colour.var().item() - 0.5 / 100.0) < 5e-4  # Poisson(50)/100: variance 0.005
 
 
+@MODES
 @pytest.mark.parametrize('sf', [2, 3, 4])
-def test_batched_call_shapes_alignment_and_seeding(sf):
+def test_batched_call_shapes_alignment_and_seeding(sf, exact_sizes):
     torch.manual_seed(0)
     hr = torch.rand(3, 3, 77 * sf // 2 * 2 + 1, 70 * sf + 2)  # odd sizes: mod crop
     p = 32
-    degrader = TorchBSRGANDegradation(sf, p)
+    degrader = TorchBSRGANDegradation(sf, p, exact_sizes=exact_sizes)
     lq, gt = degrader(hr, 7)
     assert lq.shape == (3, 3, p, p) and gt.shape == (3, 3, p * sf, p * sf)
     assert lq.min() >= 0 and lq.max() <= 1
@@ -184,3 +193,235 @@ def test_errors_name_the_problem():
         TorchBSRGANDegradation(4, 16)(torch.rand(3, 64, 64), 0)
     with pytest.raises(ValueError, match='smaller than lq_patchsize'):
         TorchBSRGANDegradation(4, 32)(torch.rand(1, 3, 100, 100), 0)
+
+
+def _plans(degrader, hw, num, seed, drop=NOISE_STEPS):
+    plans = [degrader.sample_plan(np.random.default_rng([seed, i]), hw) for i in range(num)]
+    for plan in plans:
+        plan['steps'] = [step for step in plan['steps'] if step[0] not in drop]
+    return plans
+
+
+@MODES
+@pytest.mark.parametrize('sf, kind', [(4, 'bsrgan'), (3, 'bsrgan'), (2, 'bsrgan_plus')])
+def test_batched_deterministic_plans_equal_the_cpu_path_sample_by_sample(sf, kind, exact_sizes):
+    """Twelve different plans in one batch (different op orders, sizes, kernels): each sample as on the CPU path."""
+    img = _photo(96)  # intermediate images smaller than the 25-tap kernels: repeated reflection
+    degrader = TorchBSRGANDegradation(
+        sf, 16, kind, shuffle_prob=0.5, use_sharp=kind == 'bsrgan_plus', exact_sizes=exact_sizes)
+    plans = _plans(degrader, img.shape[:2], 12, sf, drop=NOISE_STEPS + ('jpeg', ))
+    hr = _chw(img)[None].repeat(12, 1, 1, 1)
+    lq, gt = degrader.degrade_plans(hr, plans)
+    assert lq.shape == (12, 3, 16, 16) and gt.shape == (12, 3, 16 * sf, 16 * sf)
+    assert degrader.last_num_calls < sum(len(compile_plan(p['steps'], (96, 96))[0]) for p in plans)
+    for i, plan in enumerate(plans):
+        ref_lq, ref_hq = cpu.apply_plan(img, plan, None)
+        np.testing.assert_allclose(_hwc(lq[i]), ref_lq, atol=1e-4, err_msg=f'sample {i}')
+        np.testing.assert_allclose(_hwc(gt[i]), ref_hq, atol=1e-5, err_msg=f'sample {i}')
+
+
+@MODES
+@pytest.mark.parametrize('kind', ['bsrgan', 'bsrgan_plus'])
+def test_batched_jpeg_plans_equal_single_sample_execution(kind, exact_sizes):
+    """With every JPEG step kept, a batch gives each sample what it gets alone (the codec sees its own 16x16 MCUs)."""
+    img = _photo(96)
+    degrader = TorchBSRGANDegradation(4, 16, kind, shuffle_prob=0.5, exact_sizes=exact_sizes)
+    plans = _plans(degrader, img.shape[:2], 12, 7)
+    hr = _chw(img)[None].repeat(12, 1, 1, 1)
+    lq, gt = degrader.degrade_plans(hr, plans)
+    jpeger = degrader._tools(torch.device('cpu'))[0]
+    for i, plan in enumerate(plans):
+        out, hq, quality = degrader.apply_plan(hr[i], plan, None)
+        top, left = plan['crop']
+        alone = jpeg_torch(out[None], [quality], jpeger)[0, :, top:top + 16, left:left + 16]
+        np.testing.assert_allclose(lq[i].numpy(), alone.numpy(), atol=1e-6, err_msg=f'sample {i}')
+        assert torch.equal(gt[i], hq[:, 4 * top:4 * (top + 16), 4 * left:4 * (left + 16)])
+
+
+@MODES
+def test_batched_noise_steps_have_the_drawn_statistics(exact_sizes):
+    """Per-sample noise of every kind in one batch: levels, gray = one field, covariance, Poisson variance."""
+    cov = next(c for c in (cpu.sample_noise(np.random.default_rng(s)) for s in range(100)) if c['mode'] == 'correlated')
+    steps = [('gaussian_noise', {
+        'mode': 'color',
+        'sigma': 0.05,
+        'cov': None
+    }), ('gaussian_noise', {
+        'mode': 'gray',
+        'sigma': 0.08,
+        'cov': None
+    }), ('gaussian_noise', cov), ('speckle_noise', {
+        'mode': 'color',
+        'sigma': 0.1,
+        'cov': None
+    }), ('poisson_noise', {
+        'vals': 100.0,
+        'gray': False
+    }), ('poisson_noise', {
+        'vals': 100.0,
+        'gray': True
+    })]
+    size = (160, 160) if exact_sizes else (160, 128)
+    plans = [{'sf': 4, 'hr_hw': size, 'steps': [step], 'crop': (0, 0), 'lq_patchsize': 8} for step in steps]
+    degrader = TorchBSRGANDegradation(4, 8, exact_sizes=exact_sizes)
+    hr = torch.full((len(plans), 3) + size, 0.5)
+    canvas = degrader._run(hr, plans, torch.Generator().manual_seed(0), final_crop=False)[0].double()
+    residual = canvas[:, :, :size[0], :size[1]].reshape(len(plans), 3, -1) - 0.5
+    np.testing.assert_allclose(residual[0].std(1).numpy(), 0.05, rtol=0.02)
+    assert torch.equal(residual[1][0], residual[1][1]) and abs(residual[1][0].std().item() - 0.08) < 0.002
+    np.testing.assert_allclose(torch.cov(residual[2]).numpy(), cov['cov'], atol=4e-4)
+    np.testing.assert_allclose(residual[3].std(1).numpy(), 0.05, rtol=0.02)  # 0.5 * 0.1
+    np.testing.assert_allclose(residual[4].var(1).numpy(), 0.005, rtol=0.05)  # Poisson(50) / 100
+    assert torch.equal(residual[5][0], residual[5][1]) and abs(residual[5][0].var().item() - 0.005) < 3e-4
+
+
+def test_schedule_keeps_every_sample_in_order_and_batches_rounds():
+    degrader = TorchBSRGANDegradation(4, 72, 'bsrgan_plus', shuffle_prob=0.5)
+    rng = np.random.default_rng(0)
+    programs = [compile_plan(degrader.sample_plan(rng, (288, 288))['steps'], (288, 288))[0] for _ in range(48)]
+    for calls in (schedule(programs), split_by_size(schedule(programs))):
+        seen = [[] for _ in programs]
+        for kind, members, ops in calls:
+            assert len(set(members)) == len(members) and all(op.kind == kind for op in ops)
+            for i, op in zip(members, ops):
+                seen[i].append(op)
+        assert all(s == list(p) for s, p in zip(seen, programs))
+    calls = schedule(programs)
+    assert len(calls) < 0.1 * sum(len(p) for p in programs)  # 48 samples x ~11 ops in ~40 batched calls
+    for kind, members, ops in split_by_size(calls):
+        assert len({(op.in_hw, op.out_hw) for op in ops}) == 1
+
+
+def test_torch_calls_per_batch_grow_far_slower_than_the_batch():
+    """Launch-count proxy for the GPU: dispatched non-view aten ops per batch (the old per-sample loop: ~100/sample),
+    and no tensor built from host data inside a call (each would be a blocking host-to-device copy on CUDA)."""
+    dispatch = pytest.importorskip('torch.utils._python_dispatch')
+
+    class Count(dispatch.TorchDispatchMode):
+
+        def __init__(self):
+            super().__init__()
+            self.calls = self.from_host = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.calls += not func.is_view
+            self.from_host += func.overloadpacket.__name__ in ('lift_fresh', 'lift')
+            return func(*args, **(kwargs or {}))
+
+    degrader = TorchBSRGANDegradation(4, 8, 'bsrgan_plus', shuffle_prob=0.5, use_sharp=True, exact_sizes=False)
+    degrader(torch.rand(2, 3, 40, 40), 1)  # builds DiffJPEG / USMSharp
+    for quality in range(30, 96):
+        jpeg_quality_to_factor(quality)  # host-side cache (a CPU scalar op on a miss)
+    counts = {}
+    for batch in (4, 64):
+        hr = torch.rand(batch, 3, 40, 40)
+        with Count() as count:
+            degrader(hr, 0)
+        counts[batch] = count.calls
+        assert count.from_host == 0
+    assert counts[64] < 20 * 64 and counts[64] < 4 * counts[4], counts
+
+
+def test_quality_factors_are_bit_identical_to_diffjpeg():
+    from basicsr.utils.diffjpeg import quality_to_factor
+    for quality in range(1, 101):
+        ref = quality_to_factor(torch.tensor(float(quality), dtype=torch.float32))
+        assert ref.item() == jpeg_quality_to_factor(quality), quality
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('kind', ['bsrgan', 'bsrgan_plus'])
+def test_batched_degradation_on_cuda_runs_without_host_sync_and_matches_the_cpu(kind):
+    device = torch.device('cuda')
+    img = _photo(96)
+    degrader = TorchBSRGANDegradation(4, 16, kind, shuffle_prob=0.5, use_sharp=kind == 'bsrgan_plus')
+    hr = _chw(img)[None].repeat(16, 1, 1, 1).to(device)
+    degrader(hr, 0)  # warm-up: cuDNN, the pinned host allocator, the operator cache
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')  # any host-device synchronisation raises
+    try:
+        lq, gt = degrader(hr, 1)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert lq.is_cuda and gt.is_cuda and lq.shape == (16, 3, 16, 16) and gt.shape == (16, 3, 64, 64)
+    assert torch.isfinite(lq).all() and lq.min() >= 0 and lq.max() <= 1
+    # poisson / speckle / every Gaussian mode with the CUDA generator (the plans of bsrgan_plus draw them rarely)
+    noisy = _plans(degrader, img.shape[:2], 16, 3, drop=())
+    for i, step in enumerate(['poisson_gray', 'poisson_color', 'speckle', 'correlated'] * 4):
+        extra = {
+            'poisson_gray': ('poisson_noise', {
+                'vals': 300.0,
+                'gray': True
+            }),
+            'poisson_color': ('poisson_noise', {
+                'vals': 300.0,
+                'gray': False
+            }),
+            'speckle': ('speckle_noise', {
+                'mode': 'gray',
+                'sigma': 0.05,
+                'cov': None
+            }),
+            'correlated': ('gaussian_noise',
+                           next(
+                               c for c in (cpu.sample_noise(np.random.default_rng(s)) for s in range(100))
+                               if c['mode'] == 'correlated'))
+        }[step]
+        noisy[i]['steps'].insert(0, extra)
+    lq, _ = degrader.degrade_plans(hr, noisy, torch.Generator(device=device).manual_seed(0))
+    assert lq.is_cuda and torch.isfinite(lq).all()
+    # deterministic plans: the device execution equals the CPU path (TF32 off inside the degradation)
+    plans = _plans(degrader, img.shape[:2], 16, 5, drop=NOISE_STEPS + ('jpeg', ))
+    lq, gt = degrader.degrade_plans(hr, plans)
+    for i, plan in enumerate(plans):
+        ref_lq, ref_hq = cpu.apply_plan(img, plan, None)
+        np.testing.assert_allclose(_hwc(lq[i]), ref_lq, atol=2e-4)
+        np.testing.assert_allclose(_hwc(gt[i]), ref_hq, atol=1e-5)
+
+
+@MODES
+def test_hand_edited_plans_standalone_clip_and_mixed_sharpening(exact_sizes):
+    """Plans are executed as given: a clip with no resize before it, USM sharpening on some samples only."""
+    img = _photo(96) * 1.2 - 0.1  # out of [0, 1]: the leading clip matters
+    degrader = TorchBSRGANDegradation(4, 16, 'bsrgan_plus', shuffle_prob=0.5, exact_sizes=exact_sizes)
+    plans = _plans(degrader, img.shape[:2], 4, 11, drop=NOISE_STEPS + ('jpeg', ))
+    for i, plan in enumerate(plans):
+        plan['steps'].insert(0, ('clip', {}))
+        plan['sharpen'] = i % 2 == 0
+    lq, gt = degrader.degrade_plans(_chw(img)[None].repeat(4, 1, 1, 1), plans)
+    for i, plan in enumerate(plans):
+        ref_lq, ref_hq = cpu.apply_plan(img, plan, None)
+        np.testing.assert_allclose(_hwc(lq[i]), ref_lq, atol=1e-4, err_msg=f'sample {i}')
+        np.testing.assert_allclose(_hwc(gt[i]), ref_hq, atol=1e-5, err_msg=f'sample {i}')
+
+
+def test_padded_mode_keeps_far_apart_sizes_in_separate_calls():
+    """BSRGAN+ can enlarge to 4x: samples above 512 pixels get their own calls, and every sample stays exact."""
+    img = _photo(128)
+    kernel = cpu.anisotropic_gaussian_kernel(9, 0.3, 3.0, 1.0)
+    sizes = [(600, 560), (40, 44), (300, 300)]
+    plans = [{
+        'sf':
+        4,
+        'hr_hw': (128, 128),
+        'steps': [('resize', {
+            'size': size,
+            'interp': 2
+        }), ('clip', {}), ('blur', {
+            'kernel': kernel
+        }), ('resize', {
+            'size': (32, 32),
+            'interp': 3
+        }), ('clip', {})],
+        'crop': (3 * i, 5),
+        'lq_patchsize':
+        16
+    } for i, size in enumerate(sizes)]
+    calls = split_by_size(schedule([compile_plan(p['steps'], (128, 128))[0] for p in plans]), exact=False)
+    assert [members for _, members, _ in calls] == [[0], [1, 2]] * 3  # 600 apart from 40 and 300
+    degrader = TorchBSRGANDegradation(4, 16, exact_sizes=False)
+    lq, gt = degrader.degrade_plans(_chw(img)[None].repeat(3, 1, 1, 1), plans)
+    for i, plan in enumerate(plans):
+        ref_lq, ref_hq = cpu.apply_plan(img, plan, None)
+        np.testing.assert_allclose(_hwc(lq[i]), ref_lq, atol=1e-4, err_msg=f'sample {i}')
+        np.testing.assert_array_equal(_hwc(gt[i]), ref_hq)

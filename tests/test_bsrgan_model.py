@@ -211,3 +211,42 @@ def test_wrong_model_for_degrade_on_model_fails_before_training(demo_data, run_t
     result = run_train(opt, tmp_path)
     assert result.returncode != 0
     assert 'degrade_on: model' in result.stdout and 'BSRNetModel' in result.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('degradation_type', ['bsrgan', 'bsrgan_plus'])
+def test_degrade_on_model_on_cuda(tmp_path, degradation_type):
+    """BSRGANModel with degrade_on: model on CUDA: the torch degradation (CUDA generator, Poisson, DiffJPEG on the
+    device) in feed_data without a host-device synchronisation, then finite G and D steps."""
+    opt = _opt(tmp_path, model_type='BSRGANModel', degradation_type=degradation_type, shuffle_prob=0.5)
+    opt['num_gpu'] = 1
+    model = build_model(opt)
+    assert model.device.type == 'cuda' and next(model.net_d.parameters()).is_cuda
+    hr = _hr_batch(8).cuda()
+    model.feed_data({'gt': hr})  # warm-up (cuDNN, pinned host buffers)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        model.feed_data({'gt': hr})
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert model.lq.is_cuda and model.gt.is_cuda
+    assert model.lq.shape == (8, 3, P, P) and model.gt.shape == (8, 3, P * SCALE, P * SCALE)
+    # batch 1's plans come from default_rng([manual_seed, rank, 1]): gt is each sample's aligned HR crop
+    rng = np.random.default_rng([3, 0, 1])
+    for i in range(8):
+        top, left = model.degrader.sample_plan(rng, (GT_SIZE, GT_SIZE))['crop']
+        assert torch.equal(model.gt[i], hr[i, :, top * SCALE:(top + P) * SCALE, left * SCALE:(left + P) * SCALE])
+    # Poisson and speckle noise with the CUDA generator, whatever the plans drew
+    plans = [model.degrader.sample_plan(np.random.default_rng(i), (GT_SIZE, GT_SIZE)) for i in range(4)]
+    for i, plan in enumerate(plans):
+        plan['steps'].insert(0, ('poisson_noise', {'vals': 200.0, 'gray': i % 2 == 0}))
+        plan['steps'].insert(1, ('speckle_noise', {'mode': 'color', 'sigma': 0.05, 'cov': None}))
+    lq, _ = model.degrader.degrade_plans(hr[:4], plans, torch.Generator(device='cuda').manual_seed(0))
+    assert lq.is_cuda and torch.isfinite(lq).all()
+    for current_iter in (1, 2):
+        model.feed_data({'gt': hr})
+        model.optimize_parameters(current_iter)
+        log = model.get_current_log()
+        assert {'l_g_pix', 'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(log)
+        assert all(math.isfinite(v) for v in log.values()), log
