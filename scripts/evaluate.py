@@ -91,6 +91,8 @@ def _align(sr, gt, scale):
 
 def bicubic_upscale(lr, scale, size=None):
     """MATLAB-style bicubic upscaling (basicsr ``imresize``) of a uint8 BGR image, rounded to uint8."""
+    import srplugins  # noqa: F401  (stack fixes before basicsr is imported: must stay first)
+    # isort: split
     from basicsr.utils.matlab_functions import imresize
     out = imresize(lr.astype(np.float64) / 255., scale)
     out = np.clip(out * 255., 0, 255).round().astype(np.uint8)
@@ -101,9 +103,9 @@ def bicubic_upscale(lr, scale, size=None):
 
 def compute_metrics(sr, gt, crop_border, metrics=METRICS):
     """PSNR / SSIM on Y (basicsr) and LPIPS (srplugins) of uint8 BGR images."""
+    import srplugins  # noqa: F401  (registers calculate_lpips; stack fixes before basicsr: must stay first)
+    # isort: split
     from basicsr.metrics import calculate_psnr, calculate_ssim
-
-    import srplugins  # noqa: F401  (registers calculate_lpips; applies the basicsr compatibility layer)
     out = {}
     if 'psnr' in metrics:
         out['psnr'] = float(calculate_psnr(sr, gt, crop_border=crop_border, test_y_channel=True))

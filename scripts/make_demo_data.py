@@ -45,9 +45,9 @@ def load_sample(name):
 
 def bicubic_downscale(img_rgb_uint8, scale):
     """MATLAB-style bicubic downscale (basicsr ``imresize``), rounded to uint8."""
+    import srplugins  # noqa: F401  (stack fixes before basicsr is imported: this import must stay first)
+    # isort: split
     from basicsr.utils.matlab_functions import imresize
-
-    import srplugins  # noqa: F401  (stack fixes before basicsr is imported)
     lr = imresize(img_rgb_uint8.astype(np.float64) / 255., 1. / scale)
     return np.clip(np.round(lr * 255.), 0, 255).astype(np.uint8)
 
