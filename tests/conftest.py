@@ -103,6 +103,18 @@ def _subprocess_env(extra_env=None):
     return env
 
 
+def run_command(args, cwd, timeout=300, env=None):
+    """Run ``args`` in a subprocess (repository on PYTHONPATH, one OMP thread), stdout and stderr merged."""
+    return subprocess.run(
+        list(args),
+        cwd=str(cwd),
+        env=_subprocess_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
+
+
 def write_option(opt, folder, filename='opt.yml'):
     """Write an option dict as YAML into ``folder`` and return the path."""
     path = osp.join(str(folder), filename)
@@ -126,13 +138,25 @@ def run_train():
         if launcher is not None:
             cmd += list(launcher)
         cmd += [osp.join(REPO_ROOT, 'srplugins', script), '-opt', str(opt_path)] + list(extra_args)
-        return subprocess.run(
-            cmd,
-            cwd=str(tmp_path),
-            env=_subprocess_env(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout)
+        return run_command(cmd, tmp_path, timeout=timeout, env=env)
 
     return _run
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty lookup (env folder, cwd and hub cache all under tmp_path) and no network: a download fails."""
+    folder = tmp_path / 'pretrained'
+    folder.mkdir()
+    monkeypatch.setenv('SRPLUGINS_PRETRAINED_DIR', str(folder))
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    monkeypatch.chdir(tmp_path)
+
+    def no_download(url, *args, **kwargs):
+        raise AssertionError(f'download attempted: {url}')
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_download)
+    if has_facexlib():
+        import facexlib.utils.misc
+        monkeypatch.setattr(facexlib.utils.misc, 'download_url_to_file', no_download)
+    return folder

@@ -319,35 +319,20 @@ def test_test_entry_point(tmp_path, run_train):
 def test_installed_console_scripts(tmp_path, script):
     """The console scripts of an installed srplugins (skipped when they are not on PATH)."""
     import shutil
-    import subprocess
 
-    from tests.conftest import _subprocess_env
+    from tests.conftest import run_command
     exe = shutil.which(script)
     if exe is None:
         pytest.skip(f'{script} is not on PATH (srplugins not installed with pip)')
-    proc = subprocess.run([exe, '-h'],
-                          cwd=str(tmp_path),
-                          env=_subprocess_env(),
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=300)
+    proc = run_command([exe, '-h'], tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert '-opt' in proc.stdout and '--auto_resume' in proc.stdout and '--launcher' in proc.stdout
 
 
 def test_console_module_entry(tmp_path):
     """``python -m srplugins.train -h`` shows basicsr's options (the module entry point works)."""
-    import subprocess
-
-    from tests.conftest import _subprocess_env
-    proc = subprocess.run([sys.executable, '-m', 'srplugins.train', '-h'],
-                          cwd=str(tmp_path),
-                          env=_subprocess_env(),
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=300)
+    from tests.conftest import run_command
+    proc = run_command([sys.executable, '-m', 'srplugins.train', '-h'], tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert '--auto_resume' in proc.stdout and '--launcher' in proc.stdout
 

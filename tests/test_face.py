@@ -14,26 +14,7 @@ import srplugins  # noqa: F401
 from srplugins.utils import face as face_module
 from srplugins.utils.face import FaceEnhancer, LandmarkDetector, RetinaFaceDetector, build_face_helper, face_template
 from srplugins.utils.inference import Upscaler, process_paths, read_image
-from tests.conftest import has_facexlib, needs_facexlib
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """An empty lookup (env folder, cwd and hub cache all under tmp_path) and no network: a download fails."""
-    folder = tmp_path / 'pretrained'
-    folder.mkdir()
-    monkeypatch.setenv('SRPLUGINS_PRETRAINED_DIR', str(folder))
-    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
-    monkeypatch.chdir(tmp_path)
-
-    def no_download(url, *args, **kwargs):
-        raise AssertionError(f'download attempted: {url}')
-
-    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_download)
-    if has_facexlib():
-        import facexlib.utils.misc
-        monkeypatch.setattr(facexlib.utils.misc, 'download_url_to_file', no_download)
-    return folder
+from tests.conftest import needs_facexlib
 
 
 def _similarity(scale, angle_deg, tx, ty):

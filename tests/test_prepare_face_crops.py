@@ -4,7 +4,6 @@ import importlib.util
 import numpy as np
 import os.path as osp
 import pytest
-import torch
 
 from srplugins.utils import face as face_module
 from srplugins.utils.face import LandmarkDetector, face_template
@@ -19,16 +18,6 @@ def _script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    folder = tmp_path / 'pretrained'
-    folder.mkdir()
-    monkeypatch.setenv('SRPLUGINS_PRETRAINED_DIR', str(folder))
-    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
-    monkeypatch.chdir(tmp_path)
-    return folder
 
 
 def _faces(crop_size=64):

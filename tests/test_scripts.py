@@ -13,10 +13,9 @@ import math
 import numpy as np
 import os.path as osp
 import pytest
-import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT, _subprocess_env
+from tests.conftest import REPO_ROOT, run_command
 
 SCRIPTS = sorted(glob.glob(osp.join(REPO_ROOT, 'scripts', '*.py')))
 
@@ -71,14 +70,7 @@ def test_script_imports_srplugins_before_basicsr(path):
 
 
 def _run(args, cwd):
-    return subprocess.run(
-        [sys.executable] + args,
-        cwd=str(cwd),
-        env=_subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300)
+    return run_command([sys.executable] + list(args), cwd)
 
 
 def test_make_demo_data_from_a_fresh_interpreter(tmp_path):
