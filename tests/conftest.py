@@ -32,6 +32,19 @@ needs_facexlib = pytest.mark.skipif(not has_facexlib(), reason='facexlib (option
 torch.set_num_threads(1)
 
 
+def load_script(name):
+    """The module of ``scripts/<name>.py`` (the scripts folder is not a package), loaded once per session."""
+    if name not in _SCRIPTS:
+        spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, 'scripts', f'{name}.py'))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _SCRIPTS[name] = module
+    return _SCRIPTS[name]
+
+
+_SCRIPTS = {}
+
+
 @pytest.fixture(scope='session')
 def pretrained_dir(tmp_path_factory):
     """Empty folder set as ``SRPLUGINS_PRETRAINED_DIR`` for the whole session."""
@@ -79,12 +92,7 @@ def alexnet_weights(pretrained_dir):
 @pytest.fixture(scope='session')
 def demo_data():
     """Absolute path of ``datasets/demo`` in the repository, built (idempotently) by scripts/make_demo_data.py."""
-    sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))
-    try:
-        import make_demo_data
-    finally:
-        sys.path.pop(0)
-    return make_demo_data.build(osp.join(REPO_ROOT, 'datasets', 'demo'), verbose=False)
+    return load_script('make_demo_data').build(osp.join(REPO_ROOT, 'datasets', 'demo'), verbose=False)
 
 
 def load_option(path):

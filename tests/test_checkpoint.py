@@ -1,8 +1,6 @@
 """Checkpoint detection / conversion: spandrel-style round trips (random weights in the official layout -> save ->
 detect -> convert -> strict load -> identical outputs and hyper-parameters) for every supported family."""
-import importlib.util
 import numpy as np
-import os.path as osp
 import pytest
 import re
 import torch
@@ -12,8 +10,7 @@ from collections import OrderedDict
 
 import srplugins  # noqa: F401
 from srplugins.utils import checkpoint as ckpt
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tests.conftest import load_script
 
 
 def _save(tmp_path, name, obj):
@@ -349,10 +346,7 @@ def test_convert_checkpoint_roundtrip_and_script(tmp_path, capsys):
     net = _a2n(2)
     src = _save(tmp_path, 'aan_x2.pt', net.state_dict())
     dst = str(tmp_path / 'out' / 'A2N.pth')
-    spec = importlib.util.spec_from_file_location('convert_checkpoint',
-                                                  osp.join(ROOT, 'scripts', 'convert_checkpoint.py'))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script('convert_checkpoint')
     assert script.main([src, dst]) == 0
     printed = capsys.readouterr().out
     assert 'family: a2n' in printed and 'upscale: 2' in printed and 'strict load: ok' in printed
@@ -378,10 +372,7 @@ def test_convert_checkpoint_output_option(tmp_path, capsys):
     # README: ``convert_checkpoint.py BSRGAN.pth -o BSRGAN_basicsr.pth``; the positional output keeps working
     from srplugins.utils.bsrgan_keys import basicsr_to_bsrgan
     src = _save(tmp_path, 'BSRGAN.pth', basicsr_to_bsrgan(_rrdb(4).state_dict()))
-    spec = importlib.util.spec_from_file_location('convert_checkpoint',
-                                                  osp.join(ROOT, 'scripts', 'convert_checkpoint.py'))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script('convert_checkpoint')
     for argv, name in (([src, '-o'], 'a.pth'), ([src, '--output'], 'b.pth'), ([src], 'c.pth')):
         dst = str(tmp_path / name)
         assert script.main(argv + [dst]) == 0

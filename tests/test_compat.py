@@ -13,7 +13,7 @@ import textwrap
 import torch
 
 from srplugins import compat
-from tests.conftest import REPO_ROOT, _subprocess_env
+from tests.conftest import REPO_ROOT, _subprocess_env, load_script
 
 
 def _run_python(code, env=None, timeout=300):
@@ -444,11 +444,7 @@ def test_scale_from_filename_refuses_two_scales():
 
 
 def test_eval_a2n_official_uses_the_shared_parser():
-    sys.path.insert(0, os.path.join(REPO_ROOT, 'scripts'))
-    try:
-        import eval_a2n_official
-    finally:
-        sys.path.pop(0)
+    eval_a2n_official = load_script('eval_a2n_official')
     eval_a2n_official.check_scale_in_name('aan_x2.pt', 2)
     eval_a2n_official.check_scale_in_name('weights.pt', 3)
     with pytest.raises(ValueError, match='x3 but --scale is 2'):

@@ -1,5 +1,4 @@
 """Tests for scripts/dasr_generate_data.py (DASR step 2: generated LR + domain-distance maps)."""
-import importlib.util
 import math
 import numpy as np
 import os
@@ -10,17 +9,12 @@ from PIL import Image
 
 import srplugins  # noqa: F401
 from srplugins.archs.dasr_arch import DASRDownsampler, DASRFSDiscriminator
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope='module')
 def gen():
-    spec = importlib.util.spec_from_file_location('dasr_generate_data',
-                                                  osp.join(ROOT, 'scripts', 'dasr_generate_data.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('dasr_generate_data')
 
 
 def _bundle(path, filter_type='gau', norm='batch', d_arch='fsd'):

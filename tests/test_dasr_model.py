@@ -1,7 +1,6 @@
 """Tests for srplugins.models.dasr_model: a few real CPU iterations of both DASR stages."""
 import copy
 import glob
-import importlib.util
 import math
 import numpy as np
 import os
@@ -15,8 +14,7 @@ from PIL import Image
 
 import srplugins  # noqa: F401
 from srplugins.models.dasr_model import DASRDownsamplerModel, DASRModel, LinearDecay
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tests.conftest import load_script
 
 
 def _smooth_image(rng, h, w):
@@ -269,11 +267,7 @@ def test_sr_model_weighting_semantics(tmp_path):
 
 
 def _load_generate():
-    spec = importlib.util.spec_from_file_location('dasr_generate_data',
-                                                  osp.join(ROOT, 'scripts', 'dasr_generate_data.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('dasr_generate_data')
 
 
 def test_pipeline_dsn_generate_sr(tmp_path, alexnet_weights, run_train):

@@ -1,7 +1,6 @@
 """scripts/eval_a2n_official.py: MATLAB-uint8 resize emulation, LR modes, LR file naming and the whole evaluation on a
 tiny synthetic HR set with a randomly initialised A2N (no released weights needed)."""
 import cv2
-import importlib.util
 import numpy as np
 import os.path as osp
 import pytest
@@ -11,17 +10,12 @@ from basicsr.utils.matlab_functions import imresize
 
 import srplugins  # noqa: F401
 from srplugins.archs.a2n_arch import A2N
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope='module')
 def script():
-    spec = importlib.util.spec_from_file_location('eval_a2n_official', osp.join(ROOT, 'scripts',
-                                                                                'eval_a2n_official.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('eval_a2n_official')
 
 
 def _round_uint8(img01):

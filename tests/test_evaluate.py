@@ -1,20 +1,15 @@
 """scripts/evaluate.py: the report holds the right numbers for images with a known PSNR, and the figure is written."""
 import csv
 import cv2
-import importlib.util
 import math
 import numpy as np
-import os.path as osp
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tests.conftest import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location('evaluate_script', osp.join(ROOT, 'scripts', 'evaluate.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('evaluate')
 
 
 def test_report_numbers_and_figure(tmp_path, alexnet_weights):

@@ -1,23 +1,15 @@
 """scripts/prepare_face_crops.py with a stand-in detector giving known landmarks (no detector weights)."""
 import cv2
-import importlib.util
 import numpy as np
-import os.path as osp
 import pytest
 
 from srplugins.utils import face as face_module
 from srplugins.utils.face import LandmarkDetector, face_template
-from tests.conftest import needs_facexlib
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tests.conftest import load_script, needs_facexlib
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location('prepare_face_crops',
-                                                  osp.join(ROOT, 'scripts', 'prepare_face_crops.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('prepare_face_crops')
 
 
 def _faces(crop_size=64):
