@@ -31,9 +31,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # isort: off
 import srplugins  # noqa: E402,F401  (applies the stack fixes before basicsr is imported, registers A2N)
 from basicsr.metrics import calculate_psnr, calculate_ssim  # noqa: E402
-from basicsr.utils import imwrite  # noqa: E402
 from basicsr.utils.matlab_functions import calculate_weights_indices, imresize  # noqa: E402
-from srplugins.archs.a2n_arch import A2N  # noqa: E402
 # isort: on
 
 IMG_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff')
@@ -86,17 +84,34 @@ def check_scale_in_name(path, scale):
 
 
 def load_a2n(weights, scale, non_attention_kernel, device):
-    """Build A2N and load ``weights`` strictly (plain official state dict, or a BasicSR {'params': ...} file)."""
+    """Build A2N from ``weights`` through :mod:`srplugins.checkpoints` (the authors' raw state dict, a BasicSR
+    ``{'params': ...}`` file or a training checkpoint recording its ``network_opt``) and load it strictly.
+
+    The A2N family reads every hyper-parameter from the shapes except x2 vs x3, which comes from ``scale`` (checked
+    against a ``_x{N}`` in the file name); ``non_attention_kernel`` (1 = A2N-M) must agree with the weights.
+    """
+    from srplugins import checkpoints
     check_scale_in_name(weights, scale)
-    state = torch.load(weights, map_location='cpu', weights_only=True)
-    for key in ('params_ema', 'params'):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-            break
-    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
-    net = A2N(upscale=scale, non_attention_kernel=non_attention_kernel)
-    net.load_state_dict(state, strict=True)
+    net, info = checkpoints.build_network(weights, scale=scale, option='--weights')
+    if info.arch_type != 'A2N':
+        raise ValueError(f'--weights {weights}: holds {info.description} ({info.arch_type}), not A2N.')
+    found_kernel = info.arch_opt.get('non_attention_kernel', 3)
+    if found_kernel != non_attention_kernel:
+        raise ValueError(f'--weights {weights}: the non-attention branch is {found_kernel}x{found_kernel} but '
+                         f'--non-attention-kernel is {non_attention_kernel} (1 = A2N-M, 3 = A2N).')
     return net.eval().to(device)
+
+
+def write_png(img_bgr_uint8, path):
+    """Encode with OpenCV and write atomically (srplugins.utils.atomic)."""
+    import cv2
+
+    from srplugins.utils.atomic import atomic_write_bytes
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    ok, buf = cv2.imencode(osp.splitext(path)[1] or '.png', np.ascontiguousarray(img_bgr_uint8))
+    if not ok:
+        raise OSError(f'Could not encode {path!r}.')
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def find_lr_file(lr_dir, name, scale):
@@ -156,16 +171,14 @@ def main(argv=None):
         if lr.shape[0] * s != hr.shape[0] or lr.shape[1] * s != hr.shape[1]:
             raise ValueError(f'{name}: LR {lr.shape[:2]} x{s} does not match the mod-cropped HR {hr.shape[:2]}.')
         if args.save_lr:
-            os.makedirs(args.save_lr, exist_ok=True)
             stem, ext = osp.splitext(name)
-            imwrite(to_bgr_uint8(lr), osp.join(args.save_lr, f'{stem}x{s}.png'))
+            write_png(to_bgr_uint8(lr), osp.join(args.save_lr, f'{stem}x{s}.png'))
         with torch.no_grad():
             inp = torch.from_numpy(lr.transpose(2, 0, 1).copy())[None].to(args.device)
             sr = net(inp)[0].clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
         sr_bgr, hr_bgr = to_bgr_uint8(sr), hr[:, :, ::-1]
         if args.save_sr:
-            os.makedirs(args.save_sr, exist_ok=True)
-            imwrite(sr_bgr, osp.join(args.save_sr, name))
+            write_png(sr_bgr, osp.join(args.save_sr, name))
         bic_bgr = to_bgr_uint8(np.clip(imresize(lr, s), 0, 1))
         rows.append((name, *score(sr_bgr, hr_bgr, s), *score(bic_bgr, hr_bgr, s)))
         print(f'{name:24s} A2N {rows[-1][1]:.4f} dB / {rows[-1][2]:.4f}   bicubic {rows[-1][3]:.4f} dB / '

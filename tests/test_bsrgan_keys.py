@@ -1,4 +1,4 @@
-"""Tests of the BSRGAN/KAIR RRDBNet key conversion (srplugins/utils/bsrgan_keys.py) and BSRGANRRDBNet."""
+"""Tests of the BSRGAN/KAIR RRDBNet key conversion (srplugins/checkpoints/bsrgan_keys.py) and BSRGANRRDBNet."""
 import pytest
 import torch
 from basicsr.archs.rrdbnet_arch import RRDBNet
@@ -6,7 +6,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 import srplugins  # noqa: F401
 from srplugins.archs.bsrgan_rrdbnet_arch import BSRGANRRDBNet
-from srplugins.utils.bsrgan_keys import basicsr_to_bsrgan, bsrgan_rrdbnet_scale, bsrgan_to_basicsr, is_bsrgan_rrdbnet
+from srplugins.checkpoints.bsrgan_keys import (basicsr_to_bsrgan, bsrgan_rrdbnet_scale, bsrgan_to_basicsr,
+                                               is_bsrgan_rrdbnet)
 
 
 def _kair_keys(num_block, scale):

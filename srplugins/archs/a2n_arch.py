@@ -209,3 +209,46 @@ class A2N(nn.Module):
             feat = self._reconstruct(feat, self.upscale, self.upconv1, self.att1, self.HRconv1)
         out = self.conv_last(feat) + F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
         return out / self.img_range
+
+
+# ------------------------------------------------------------------------------------------------------------------- #
+#  Checkpoint family (srplugins.checkpoints): the authors' aan_x{2,3,4}.pt are raw state dicts in this module's layout
+# ------------------------------------------------------------------------------------------------------------------- #
+from srplugins.checkpoints.family import Built, count_blocks, register_arch, register_family, scale_x2_or_x3  # noqa
+
+register_arch('A2N', 'sr', scale=lambda opt: opt.get('upscale', 4))
+
+
+def _a2n_from_state(state, hints):
+    """Hyper-parameters from shapes; x2 and x3 files have identical keys and shapes, so their scale comes from the
+    argument or the ``_x{N}`` file name (never guessed)."""
+    opt = dict(
+        num_in_ch=state['conv_first.weight'].shape[1],
+        num_out_ch=state['conv_last.weight'].shape[0],
+        num_feat=state['conv_first.weight'].shape[0],
+        num_up_feat=state['upconv1.weight'].shape[0],
+        num_block=count_blocks(state, 'AAB_trunk.'))
+    kernel = state['AAB_trunk.0.non_attention.weight'].shape[-1]
+    notes = []
+    if kernel != 3:
+        opt['non_attention_kernel'] = int(kernel)
+        notes.append(f'non-attention branch is {kernel}x{kernel}: A2N-M variant')
+    given = hints.get('scale')
+    if 'upconv2.weight' in state:
+        if given not in (None, 4):
+            raise ValueError(f'A2N checkpoint has the x4 reconstruction (upconv2/att2/HRconv2) but scale={given} was '
+                             'given.')
+        scale = 4
+    else:
+        scale, note = scale_x2_or_x3('an A2N checkpoint without upconv2', given, hints.get('path'))
+        notes.append(note)
+    opt['upscale'] = scale
+    return Built('A2N', opt, state, notes)
+
+
+register_family(
+    'a2n',
+    'A2N (attention in attention network)',
+    ('conv_first.weight', 'AAB_trunk.0.attention.k1.weight', 'trunk_conv.weight', 'upconv1.weight', 'att1.conv.weight',
+     'HRconv1.weight', 'conv_last.weight'),
+    build=_a2n_from_state)

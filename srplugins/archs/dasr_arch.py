@@ -317,3 +317,127 @@ class DASRPatchDiscriminator(nn.Module):
 
     def forward(self, x):
         return self.model(x)
+
+
+# ------------------------------------------------------------------------------------------------------------------- #
+#  Checkpoint families (srplugins.checkpoints): official DSN / SRN files and srplugins' own keys (identical layouts)
+# ------------------------------------------------------------------------------------------------------------------- #
+from srplugins.checkpoints.family import Built, count_blocks, indices, register_arch, register_family  # noqa: E402
+
+register_arch(
+    'DASRDownsampler',
+    'downsampler',
+    scale=lambda opt: 1. / opt.get('scale', 4),
+    size_multiple=lambda opt: int(opt.get('scale', 4)))
+register_arch('DASRFSDiscriminator', 'discriminator')
+register_arch('DASRPatchDiscriminator', 'discriminator')
+
+# official --filter / fs_type spellings -> DASRFSDiscriminator.filter_type
+_DSN_FILTER_NAMES = {
+    'gau': 'gau',
+    'gaussian': 'gau',
+    'avg_pool': 'avg_pool',
+    'avgpool': 'avg_pool',
+    'wavelet': 'wavelet',
+    'rgb': 'rgb',
+    'none': 'rgb'
+}
+
+
+def _dsn_downsampler_from_state(state, hints):
+    down = [
+        i for i in indices(state, 'down_sample.') if state.get(f'down_sample.{i}.weight', torch.empty(0)).dim() == 4
+    ]
+    opt = dict(
+        num_in_ch=state['block_input.0.weight'].shape[1],
+        num_out_ch=state['block_output.weight'].shape[0],
+        num_feat=state['block_input.0.weight'].shape[0],
+        num_block=count_blocks(state, 'res_blocks.'),
+        scale=2**len(down))
+    return Built('DASRDownsampler', opt, state)
+
+
+def _dsn_discriminator_from_state(state, hints):
+    """The one DSN discriminator detector (FSD and NLayer bodies; gau / avg_pool / wavelet / rgb filters).
+
+    Read from the weights: body (``net.net.*`` FSD or ``net.model.*`` NLayer), ``num_feat`` (first conv), norm (batch
+    norm has running statistics), Gaussian kernel size, wavelet buffers and ``cat`` / ``sum`` (body input channels).
+    Not in the weights, so taken from the official metadata (``fs_type`` / ``fs_kernel_size`` / ``D_type``) or a hint
+    and otherwise refused: ``avg_pool`` vs ``rgb`` (neither has filter weights) and ``nld_s1`` vs ``nld_s2`` (same
+    keys, different strides).
+    """
+    notes = []
+    d_type = str(hints.get('D_type') or '').lower()
+    if 'net.net.0.weight' in state:
+        d_arch, first = 'fsd', 'net.net.0.weight'
+        norm = 'batch' if 'net.net.3.running_mean' in state else 'instance'
+    else:
+        first = 'net.model.0.weight'
+        d_arch = hints.get('d_arch') or (d_type if d_type in ('nld_s1', 'nld_s2') else None)
+        if d_arch not in ('nld_s1', 'nld_s2'):
+            raise ValueError("DASR NLayer discriminator: nld_s1 and nld_s2 have identical keys; pass d_arch ('nld_s1' "
+                             "or 'nld_s2') (command line: --d_arch).")
+        norm = 'batch' if 'net.model.3.running_mean' in state else 'instance'
+    body_in, num_feat = state[first].shape[1], state[first].shape[0]
+    gauss_key = 'filter.filter_low.filter.gaussian_filter.weight'
+    kernel_size = hints.get('kernel_size') or hints.get('fs_kernel_size')
+    if gauss_key in state:
+        filter_type, kernel_size = 'gau', state[gauss_key].shape[-1]
+    elif 'DWT2.h0_col' in state:
+        filter_type = 'wavelet'
+    else:
+        named = hints.get('filter_type') or hints.get('fs_type')
+        filter_type = _DSN_FILTER_NAMES.get(str(named).lower()) if named is not None else None
+        if filter_type not in ('avg_pool', 'rgb'):
+            raise ValueError('DASR discriminator without a Gaussian kernel or wavelet buffers: it was trained with '
+                             "either the 'avg_pool' filter or no high-pass ('rgb'), which have identical keys. Pass "
+                             "filter_type='avg_pool' or 'rgb' (command line: --filter_type).")
+        notes.append(f'filter_type {filter_type!r} taken from ' +
+                     ('the argument' if hints.get('filter_type') else 'the checkpoint metadata'))
+        if filter_type == 'avg_pool' and kernel_size is None:
+            notes.append('avg_pool kernel size is not in the weights; the official default 5 is used')
+    num_in_ch, cat_or_sum = body_in, 'cat'
+    if filter_type == 'wavelet':
+        num_in_ch = int(hints.get('num_in_ch') or (body_in // 3 if body_in % 3 == 0 and body_in >= 9 else body_in))
+        cat_or_sum = 'cat' if body_in == 3 * num_in_ch else 'sum'
+    opt = dict(
+        num_in_ch=int(num_in_ch),
+        filter_type=filter_type,
+        kernel_size=int(kernel_size or 5),
+        cat_or_sum=cat_or_sum,
+        norm=norm,
+        d_arch=d_arch,
+        num_feat=int(num_feat))
+    return Built('DASRFSDiscriminator', opt, state, notes)
+
+
+def _dasr_patch_from_state(state, hints):
+    convs = [
+        i for i in indices(state, 'model.') if f'model.{i}.weight' in state and state[f'model.{i}.weight'].dim() == 4
+    ]
+    opt = dict(
+        num_in_ch=state['model.0.weight'].shape[1],
+        num_feat=state['model.0.weight'].shape[0],
+        num_layers=len(convs) - 2)
+    return Built('DASRPatchDiscriminator', opt, state)
+
+
+register_family(
+    'dasr_downsampler',
+    'DASR down-sampling generator (DSN De_resnet)',
+    ('block_input.0.weight', 'res_blocks.0.conv1.weight', 'block_output.weight'),
+    build=_dsn_downsampler_from_state)
+register_family(
+    'dasr_fsd',
+    'DASR frequency-separation discriminator (DSN FSD)', ('net.net.0.weight', 'net.net.8.weight'),
+    build=_dsn_discriminator_from_state)
+register_family(
+    'dasr_nld',
+    'DASR DSN NLayer discriminator (nld_s1 / nld_s2)', ('net.model.0.weight', ),
+    build=_dsn_discriminator_from_state)
+register_family(
+    'dasr_patch',
+    'DASR SRN target discriminator D_t (PatchGAN, instance norm)',
+    ('model.0.weight', 'model.2.weight', 'model.5.weight', 'model.8.weight'),
+    forbidden=('model.1.sub.0.RDB1.conv1.0.weight', 'model.3.weight'),
+    build=_dasr_patch_from_state)

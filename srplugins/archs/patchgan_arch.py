@@ -56,3 +56,24 @@ class PatchGANDiscriminatorSN(nn.Module):
     def forward(self, x):
         """x: (B, C, H, W) -> (B, 1, H', W') logits (no sigmoid; use GANLoss 'lsgan' as in the paper)."""
         return self.model(x)
+
+
+# ------------------------------------------------------------------------------------------------------------------- #
+#  Checkpoint family (srplugins.checkpoints): KAIR's Discriminator_PatchGAN (spectral norm) keys
+# ------------------------------------------------------------------------------------------------------------------- #
+from srplugins.checkpoints.family import Built, indices, register_arch, register_family  # noqa: E402
+
+register_arch('PatchGANDiscriminatorSN', 'discriminator')
+
+
+def _patchgan_sn_from_state(state, hints):
+    children = indices(state, 'model.child')
+    first = state['model.child0.0.weight_orig']
+    opt = dict(num_in_ch=first.shape[1], num_feat=first.shape[0], num_layers=len(children) - 2)
+    return Built('PatchGANDiscriminatorSN', opt, state)
+
+
+register_family(
+    'patchgan_sn',
+    'KAIR PatchGAN discriminator with spectral norm (BSRGAN)', ('model.child0.0.weight_orig', ),
+    build=_patchgan_sn_from_state)

@@ -178,3 +178,56 @@ class SRGANDiscriminator(nn.Module):
                              f'to the same value')
         feat = self.features(x)
         return self.fc2(self.lrelu(self.fc1(feat.flatten(1))))
+
+
+# ------------------------------------------------------------------------------------------------------------------- #
+#  Checkpoint families (srplugins.checkpoints): srplugins' own key layout of the SRGAN generator and discriminator
+# ------------------------------------------------------------------------------------------------------------------- #
+from srplugins.checkpoints.family import Built, count_blocks, indices, register_arch, register_family  # noqa: E402
+
+register_arch('SRResNet', 'sr', scale=lambda opt: opt.get('upscale', 4))
+register_arch('SRGANDiscriminator', 'discriminator')
+
+
+def _srresnet_from_state(state, hints):
+    num_feat = state['conv_first.weight'].shape[0]
+    factors = [
+        int(round((state[f'upsample.{i}.weight'].shape[0] / num_feat)**0.5)) for i in indices(state, 'upsample.')
+        if f'upsample.{i}.weight' in state and state[f'upsample.{i}.weight'].dim() == 4
+    ]
+    scale = int(math.prod(factors))
+    opt = dict(
+        num_in_ch=state['conv_first.weight'].shape[1],
+        num_out_ch=state['conv_last.weight'].shape[0],
+        num_feat=num_feat,
+        num_block=count_blocks(state, 'body.'),
+        upscale=scale)
+    notes = []
+    if state['prelu_first.weight'].numel() > 1:
+        opt['per_channel_prelu'] = True
+    if hints.get('output_range') is not None:
+        opt['output_range'] = list(hints['output_range'])
+    else:
+        notes.append('output_range (tanh or not) is not stored in the weights; assumed [0, 1] unless given')
+    return Built('SRResNet', opt, state, notes)
+
+
+def _srgan_d_from_state(state, hints):
+    num_feat = state['features.0.weight'].shape[0]
+    last_ch = state[f'features.{indices(state, "features.")[-1]}.weight'].shape[0]  # last BN: 8 * num_feat
+    side = int(round((state['fc1.weight'].shape[1] / last_ch)**0.5))
+    opt = dict(num_in_ch=state['features.0.weight'].shape[1], num_feat=num_feat, input_size=side * 16)
+    return Built('SRGANDiscriminator', opt, state)
+
+
+register_family(
+    'srresnet',
+    'SRGAN generator SRResNet (BN + PReLU, srplugins layout)',
+    ('conv_first.weight', 'prelu_first.weight', 'body.0.conv1.weight', 'body.0.bn1.running_mean', 'conv_body.weight',
+     'bn_body.weight', 'upsample.0.weight', 'conv_last.weight'),
+    build=_srresnet_from_state)
+register_family(
+    'srgan_discriminator',
+    'SRGAN discriminator (srplugins layout)',
+    ('features.0.weight', 'features.2.weight', 'features.3.running_mean', 'fc1.weight', 'fc2.weight'),
+    build=_srgan_d_from_state)

@@ -99,3 +99,36 @@ class UNetSNDiscriminator(UNetDiscriminatorSN):
                              f'stages), got {h}x{w}. Choose the training crop (e.g. datasets.train.gt_size or the '
                              f'top-level gt_size) as a multiple of 8.')
         return super().forward(x)
+
+
+# ------------------------------------------------------------------------------------------------------------------- #
+#  Checkpoint family (srplugins.checkpoints): Real-ESRGAN's *_netD.pth and KAIR's Discriminator_UNet keys
+# ------------------------------------------------------------------------------------------------------------------- #
+from collections import OrderedDict  # noqa: E402
+
+from srplugins.checkpoints.family import Built, register_arch, register_family  # noqa: E402
+
+register_arch('UNetSNDiscriminator', 'discriminator', size_multiple=8)
+
+
+def _unet_key_order(key):
+    match = re.match(r'conv(\d+)\.(.*)', key)
+    return (int(match.group(1)), match.group(2)) if match else (99, key)
+
+
+def _unet_sn_from_state(state, hints):
+    state = OrderedDict(state)
+    rename_parametrized_spectral_norm_keys(state)
+    state = OrderedDict(sorted(state.items(), key=lambda kv: _unet_key_order(kv[0])))
+    opt = dict(
+        num_in_ch=state['conv0.weight'].shape[1],
+        num_feat=state['conv0.weight'].shape[0],
+        skip_connection=bool(hints.get('skip_connection', True)))
+    return Built('UNetSNDiscriminator', opt, state,
+                 ['skip_connection does not change the weights; assumed True unless given'])
+
+
+register_family(
+    'unet_sn',
+    'U-Net discriminator with spectral norm (Real-ESRGAN / KAIR)', ('conv0.weight', 'conv9.weight'),
+    build=_unet_sn_from_state)
