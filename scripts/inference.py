@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from srplugins.utils.inference import main  # noqa: E402
+from srplugins.inference.cli import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main())

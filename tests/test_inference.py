@@ -10,7 +10,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import srplugins  # noqa: F401
-from srplugins.utils.inference import TileInferenceError, Upscaler, enhance, main, read_image, run_network, write_image
+from srplugins.inference import TileInferenceError, Upscaler, enhance, read_image, run_network, write_image
+from srplugins.inference.cli import main
 
 
 class TinySR(nn.Module):
@@ -190,7 +191,7 @@ def test_cli_folder_with_modes_and_broken_entries(tmp_path, capsys):
         ])
     assert code == 0
     printed = capsys.readouterr().out
-    assert 'written: 4 file(s)' in printed and 'skipped: 3' in printed and 'precision: float32' in printed
+    assert 'written: 4 file(s)' in printed and 'skipped: 3' in printed and 'precision: fp32' in printed
     assert sorted(os.listdir(out_dir)) == ['color_out.png', 'gray_out.png', 'photo_out.jpg', 'rgba16_out.png']
     gray = read_image(str(out_dir / 'gray_out.png'))
     rgba = read_image(str(out_dir / 'rgba16_out.png'))
@@ -308,7 +309,7 @@ def test_cli_opt_shape_mismatch_and_unknown_type_are_messages(tmp_path, capsys):
 def test_swinir_window_size_multiple_on_odd_image(tmp_path):
     # basicsr's SwinIR needs sides that are multiples of window_size (it does not pad); the option file's
     # window_size becomes the size multiple, so an odd-sized image gives exactly scale x its size
-    from srplugins.utils.checkpoint import size_multiple_of
+    from srplugins.checkpoints import size_multiple_of
     net_g = dict(
         type='SwinIR',
         upscale=2,
@@ -371,7 +372,7 @@ def test_enhance_does_not_modify_the_callers_network(monkeypatch):
     def no_copy(*args, **kwargs):
         raise AssertionError('unexpected copy')
 
-    monkeypatch.setattr('srplugins.utils.inference.copy.deepcopy', no_copy)
+    monkeypatch.setattr('srplugins.inference.images.copy.deepcopy', no_copy)
     ref.enhance(img)
     if torch.cuda.is_available():
         monkeypatch.undo()
