@@ -84,21 +84,22 @@ def plan_outputs(inputs, input_arg, output, suffix='out', ext='auto', overwrite=
     if same_folder and not suffix:
         raise UsageError(f'-o/--output is the input folder {output!r} and --suffix is empty: outputs would replace or '
                          'mix with the inputs. Choose another output folder or a --suffix.')
-    plan, skipped, existing = [], [], []
+    todo, skipped, existing, plan = [], [], [], []
     for path in inputs:
         if not os.path.isfile(path):
             skipped.append((path, 'not a file'))
-            continue
-        stem, in_ext = os.path.splitext(os.path.basename(path))
-        if same_folder and suffix and stem.endswith(f'_{suffix}') and os.path.isdir(input_arg):
+        elif same_folder and suffix and os.path.isdir(input_arg) and \
+                os.path.splitext(os.path.basename(path))[0].endswith(f'_{suffix}'):
             skipped.append((path, f'output of a previous run (name ends with _{suffix})'))
-            continue
+        else:
+            todo.append(path)
+    for path in todo:
+        in_ext = os.path.splitext(path)[1]
         out_path = os.path.join(output, _out_name(path, suffix, _output_ext(ext, in_ext, animated=True)))
-        candidates = {out_path, os.path.join(output, _out_name(path, suffix, 'png'))}
-        for candidate in sorted(candidates):
-            if any(_same_file(candidate, other) for other in inputs if os.path.isfile(other)):
-                raise UsageError(f'the output {candidate!r} would replace the input file {path!r} (or another input); '
-                                 'choose another -o/--output or --suffix.')
+        for candidate in sorted({out_path, os.path.join(output, _out_name(path, suffix, 'png'))}):
+            if any(_same_file(candidate, other) for other in todo):
+                raise UsageError(f'the output {candidate!r} would replace an input file; choose another -o/--output '
+                                 'or --suffix.')
             if os.path.exists(candidate) and not overwrite:
                 existing.append(candidate)
         plan.append((path, out_path))
