@@ -143,7 +143,8 @@ def test_truncated_or_random_files_are_not_sent_to_unsafe_load(tmp_path, capsys)
         cv2.imwrite(str(img), np.zeros((4, 4, 3), np.uint8))
         assert main(['-i', str(img), '-o', str(tmp_path / 'o'), '--model_path', path, '--quiet']) == 2
         err_text = capsys.readouterr().err
-        assert 'truncated or not a checkpoint' in err_text and '--model_path' in err_text and 'Traceback' not in err_text
+        assert 'truncated or not a checkpoint' in err_text and '--model_path' in err_text
+        assert 'Traceback' not in err_text
         from srplugins.tools.convert import main as convert_main
         assert convert_main([path, str(tmp_path / 'c.pth')]) == 2
         assert 'truncated or not a checkpoint' in capsys.readouterr().err
