@@ -147,6 +147,12 @@ def main(argv=None):
         'filename_tmpl {}x<scale> in options/test/A2N)')
     parser.add_argument('--save-sr', help='write the SR images here')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument(
+        '--precision',
+        default='fp32',
+        choices=('fp32', 'fp16', 'bf16'),
+        help='autocast precision of the network (fp16 needs CUDA; bf16 works on the CPU too)')
+    parser.add_argument('--ensemble', action='store_true', help='x8 self-ensemble (the authors\' --self_ensemble)')
     args = parser.parse_args(argv)
     if args.lr_mode == 'files' and not args.lr:
         parser.error('--lr-mode files needs --lr')
@@ -157,6 +163,9 @@ def main(argv=None):
     if not hr_paths:
         raise FileNotFoundError(f'No images in --hr {args.hr!r}.')
 
+    from srplugins.inference import ensemble_forward
+    from srplugins.inference.images import autocast_context, check_precision
+    check_precision(args.precision, args.device)
     net = load_a2n(args.weights, args.scale, args.non_attention_kernel, args.device)
     s = args.scale
     rows = []
@@ -173,9 +182,10 @@ def main(argv=None):
         if args.save_lr:
             stem, ext = osp.splitext(name)
             write_png(to_bgr_uint8(lr), osp.join(args.save_lr, f'{stem}x{s}.png'))
-        with torch.no_grad():
+        with torch.no_grad(), autocast_context(args.precision, args.device):
             inp = torch.from_numpy(lr.transpose(2, 0, 1).copy())[None].to(args.device)
-            sr = net(inp)[0].clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
+            out = ensemble_forward(net, inp) if args.ensemble else net(inp)
+            sr = out[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
         sr_bgr, hr_bgr = to_bgr_uint8(sr), hr[:, :, ::-1]
         if args.save_sr:
             write_png(sr_bgr, osp.join(args.save_sr, name))
@@ -184,7 +194,8 @@ def main(argv=None):
         print(f'{name:24s} A2N {rows[-1][1]:.4f} dB / {rows[-1][2]:.4f}   bicubic {rows[-1][3]:.4f} dB / '
               f'{rows[-1][4]:.4f}')
     mean = np.mean([r[1:] for r in rows], axis=0)
-    print(f'Average x{s} ({len(rows)} images, LR {args.lr_mode}, Y channel, crop {s}): A2N PSNR {mean[0]:.4f} dB '
+    print(f'Average x{s} ({len(rows)} images, LR {args.lr_mode}, {args.precision}'
+          f'{", ensemble" if args.ensemble else ""}, Y channel, crop {s}): A2N PSNR {mean[0]:.4f} dB '
           f'SSIM {mean[1]:.4f} | bicubic PSNR {mean[2]:.4f} dB SSIM {mean[3]:.4f}')
     return mean
 
