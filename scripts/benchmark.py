@@ -9,6 +9,10 @@ Subcommands:
                  checked target fails. On CUDA every clock read follows ``torch.cuda.synchronize``, so the time of a
                  batch includes all its device work. Tiny inputs (``--hr_size 32 --lq_size 8``) measure the
                  per-sample host overhead.
+    infer        srplugins inference: A2N x4 and RRDBNet x4 frames/s for a 1920x1080 output per precision, whole
+                 image and tiled; ``--tiled``: ``tile_forward`` vs Real-ESRGAN's ``RealESRGANer.tile_process`` (same
+                 weights and input, one thread, interleaved pairs; ratio <= 1.0 is the target); ``--memory``: peak
+                 RSS of untiled vs tiled A2N x2 inference, each in a fresh process.
     fidelity     Statistical fidelity: mean / std over N seeded samples of PSNR(bicubic-upsampled LQ, HQ) on the same
                  HR crop (scikit-image's bundled sample photo) for our per-sample path, the batched torch path
                  (``--torch``) and KAIR's reference, with the differences to KAIR / to the per-sample path
@@ -24,6 +28,9 @@ Examples:
     python scripts/benchmark.py degradation --num 480 --torch --hr_size 32 --lq_size 8   # host overhead
     python scripts/benchmark.py fidelity --num 200 --kair_root /tmp/KAIR
     python scripts/benchmark.py fidelity --num 400 --torch --device cpu
+    python scripts/benchmark.py infer --tiled --frames 0                     # tile_forward vs RealESRGANer
+    python scripts/benchmark.py infer --memory --frames 0                    # peak RSS untiled vs tiled
+    python scripts/benchmark.py infer --device cuda --frames 20              # 1080p frames/s per precision
 """
 import argparse
 import math
@@ -275,6 +282,187 @@ def _device_name(device):
     return f'{device}: {torch.cuda.get_device_name(torch.device(device))}'
 
 
+# --------------------------------------------------------------------------------------------------------------- #
+#  infer: srplugins' inference (A2N x4 / RRDBNet x4 frames/s per precision, tiled vs RealESRGANer, peak memory)
+# --------------------------------------------------------------------------------------------------------------- #
+def _infer_net(arch, num_block=None):
+    import torch
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    import srplugins  # noqa: F401
+    torch.manual_seed(0)
+    if arch == 'A2N':
+        return ARCH_REGISTRY.get('A2N')(upscale=4, **({'num_block': num_block} if num_block else {})).eval()
+    return ARCH_REGISTRY.get('RRDBNet')(3, 3, scale=4, num_block=num_block or 23).eval()
+
+
+def _infer_precisions(device, requested):
+    if requested:
+        return requested
+    return ['fp32', 'fp16', 'bf16'] if str(device).startswith('cuda') else ['fp32', 'bf16']
+
+
+def _infer_frames(args):
+    """Rows: frames/s of A2N x4 and RRDBNet x4 producing an ``--out_size`` output (1920x1080), per precision, whole
+    image and tiled (``--tile`` / ``--tile_pad``)."""
+    import torch
+
+    from srplugins.inference import tile_forward
+    from srplugins.inference.images import autocast_context
+    out_w, out_h = (int(v) for v in args.out_size.lower().split('x'))
+    clock = _clock(args.device)
+    x = torch.rand(1, 3, out_h // 4, out_w // 4, device=args.device)
+    print(f'infer: output {out_w}x{out_h} (input {out_w // 4}x{out_h // 4}, x4), device {_device_name(args.device)}, '
+          f'torch threads {_torch_threads()}, {args.frames} frame(s) after {args.warmup} warm-up')
+    for arch in ('A2N', 'RRDBNet'):
+        net = _infer_net(arch, args.num_block).to(args.device)
+        for precision in _infer_precisions(args.device, args.precision):
+            for tile in (0, args.tile):
+                with torch.no_grad(), autocast_context(precision, args.device):
+                    for _ in range(args.warmup):
+                        tile_forward(net, x, tile=tile, tile_pad=args.tile_pad, scale=4)
+                    start = clock()
+                    for _ in range(args.frames):
+                        tile_forward(net, x, tile=tile, tile_pad=args.tile_pad, scale=4)
+                    elapsed = clock() - start
+                where = f'tile {tile} pad {args.tile_pad}' if tile else 'whole image'
+                print(f'  {arch:8s} x4 {precision}  {where:18s} {args.frames / elapsed:8.3f} frames/s '
+                      f'({elapsed / args.frames:.3f} s/frame)')
+
+
+def _infer_tiled_vs_realesrganer(args):
+    """Interleaved pairs, one torch thread: ``tile_forward`` vs Real-ESRGAN's ``RealESRGANer.tile_process`` on the same
+    RRDBNet x4 weights and input; ratio = ours / theirs (<= 1.0 is the target); outputs compared."""
+    import contextlib
+    import io
+    import tempfile
+    import torch
+
+    import srplugins  # noqa: F401
+    from srplugins.inference import tile_forward
+    try:
+        from realesrgan import RealESRGANer
+    except ImportError:
+        print('tiled: realesrgan is not importable; no RealESRGANer baseline')
+        return 0
+    torch.set_num_threads(1)
+    net = _infer_net('RRDBNet', args.num_block)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = osp.join(tmp, 'rrdb_x4.pth')
+        torch.save({'params_ema': net.state_dict()}, weights)
+        theirs = RealESRGANer(
+            4,
+            weights,
+            model=_infer_net('RRDBNet', args.num_block),
+            tile=args.tiled_tile,
+            tile_pad=args.tiled_pad,
+            pre_pad=0,
+            half=False,
+            device=torch.device('cpu'))
+    rng = np.random.default_rng(0)
+    img = rng.random((args.tiled_size, args.tiled_size, 3)).astype(np.float32)
+    x = torch.from_numpy(img.transpose(2, 0, 1).copy())[None]
+    ours_t, theirs_t = [], []
+    for _ in range(args.pairs):
+        start = time.perf_counter()
+        with torch.no_grad():
+            ours = tile_forward(net, x, tile=args.tiled_tile, tile_pad=args.tiled_pad, scale=4)
+        ours_t.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # tile_process prints one line per tile
+            theirs.pre_process(img)
+            theirs.tile_process()
+        theirs_t.append(time.perf_counter() - start)
+    with torch.no_grad():
+        whole = net(x)
+    ratios = [a / b for a, b in zip(ours_t, theirs_t)]
+    print(f'tiled: RRDBNet x4 (num_block {args.num_block or 23}), input {args.tiled_size}x{args.tiled_size}, tile '
+          f'{args.tiled_tile} pad {args.tiled_pad}, 1 thread, {args.pairs} interleaved pairs')
+    print(f'  ours tile_forward      median {np.median(ours_t):.3f} s')
+    print(f'  RealESRGANer.tile_process median {np.median(theirs_t):.3f} s')
+    print(f'  ratio ours/theirs: median {np.median(ratios):.3f} (pairs: {", ".join(f"{r:.3f}" for r in ratios)}) '
+          f'{"PASS" if np.median(ratios) <= 1.0 else "FAIL"} (target <= 1.0)')
+    print(f'  max |ours - untiled| = {(ours - whole).abs().max().item():.2e}, '
+          f'max |ours - RealESRGANer| = {(ours - theirs.output).abs().max().item():.2e}')
+    return 0 if np.median(ratios) <= 1.0 else 1
+
+
+def _infer_memory_child(args):
+    """Runs in a child process: one A2N x2 enhance of a ``--mem_size`` square uint8 image; prints peak RSS (MiB)."""
+    import resource
+    import torch
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    import srplugins  # noqa: F401
+    from srplugins.inference import Upscaler
+    torch.set_num_threads(1)
+    net = ARCH_REGISTRY.get('A2N')(upscale=2, num_block=args.num_block or 16)
+    up = Upscaler(net, 2, device='cpu')
+    img = np.random.default_rng(0).integers(0, 256, (args.mem_size, args.mem_size, 3), dtype=np.uint8)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out, _ = up.enhance(img, tile=args.mem_tile, tile_pad=args.tile_pad)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f'{base:.1f} {peak:.1f} {out.nbytes / 2**20:.1f}')
+
+
+def _infer_memory(args):
+    """Peak RSS of untiled vs tiled A2N x2 inference, each in a fresh process (ru_maxrss)."""
+    import subprocess
+    rows = []
+    for tile in (0, args.mem_tile):
+        cmd = [
+            sys.executable,
+            osp.abspath(__file__), 'infer', '--memory_child', '--mem_size',
+            str(args.mem_size), '--mem_tile',
+            str(tile), '--tile_pad',
+            str(args.tile_pad)
+        ] + (['--num_block', str(args.num_block)] if args.num_block else [])
+        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        base, peak, out_mib = (float(v) for v in result.stdout.split()[-3:])
+        rows.append((tile, base, peak, out_mib))
+    print(f'memory: A2N x2, {args.mem_size}x{args.mem_size} -> {2 * args.mem_size}x{2 * args.mem_size} uint8, '
+          'peak RSS per run in a fresh process')
+    for tile, base, peak, out_mib in rows:
+        where = f'tile {tile}' if tile else 'untiled'
+        print(f'  {where:10s} peak {peak:8.1f} MiB (after model load {base:.1f} MiB, work {peak - base:.1f} MiB; '
+              f'uint8 output {out_mib:.1f} MiB)')
+
+
+def cmd_infer(args):
+    if args.memory_child:
+        return _infer_memory_child(args)
+    status = 0
+    if args.tiled:
+        status = _infer_tiled_vs_realesrganer(args)
+    if args.memory:
+        _infer_memory(args)
+    if args.frames > 0:
+        _infer_frames(args)
+    return status
+
+
+def add_infer_parser(sub):
+    p = sub.add_parser('infer', help='inference frames/s, tiled vs RealESRGANer, peak memory')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--out_size', default='1920x1080', help='output WxH of the frames/s rows')
+    p.add_argument('--frames', type=int, default=1, help='timed frames per row (0 skips the frames/s rows)')
+    p.add_argument('--warmup', type=int, default=1)
+    p.add_argument('--precision', nargs='+', choices=['fp32', 'fp16', 'bf16'], help='default: all the device runs')
+    p.add_argument('--tile', type=int, default=256, help='tile of the tiled frames/s rows')
+    p.add_argument('--tile_pad', type=int, default=16)
+    p.add_argument('--num_block', type=int, help='blocks of the networks (default: the published 16 / 23)')
+    p.add_argument('--tiled', action='store_true', help='tile_forward vs RealESRGANer.tile_process (1 thread)')
+    p.add_argument('--tiled_size', type=int, default=256)
+    p.add_argument('--tiled_tile', type=int, default=128)
+    p.add_argument('--tiled_pad', type=int, default=10)
+    p.add_argument('--pairs', type=int, default=3)
+    p.add_argument('--memory', action='store_true', help='peak RSS untiled vs tiled (A2N x2)')
+    p.add_argument('--mem_size', type=int, default=1000)
+    p.add_argument('--mem_tile', type=int, default=256)
+    p.add_argument('--memory_child', action='store_true', help=argparse.SUPPRESS)
+    return p
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -313,7 +501,10 @@ def main(argv=None):
             choices=('auto', 'exact', 'padded'),
             help="batched calls at each sample's own size ('exact', the CPU default) or padded to the largest one "
             "of a power-of-two size class ('padded', the CUDA default); 'auto' follows the device")
+    add_infer_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == 'infer':
+        return cmd_infer(args) or 0
     if args.hr_size < args.lq_size * args.scale:
         parser.error(f'--hr_size ({args.hr_size}) must be >= lq_size*scale ({args.lq_size * args.scale})')
     return {'degradation': cmd_degradation, 'fidelity': cmd_fidelity}[args.command](args) or 0
