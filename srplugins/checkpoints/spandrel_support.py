@@ -34,6 +34,9 @@ def _descriptor(state):
         return spandrel.ModelLoader().load_from_state_dict(dict(state))
     except spandrel.UnsupportedModelError:
         return None
+    except Exception as err:  # noqa: B902  (spandrel's guess of the hyper-parameters did not fit the weights)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f'spandrel recognised the key layout but could not load the weights: {first}') from None
 
 
 def detect(state, path=None):
