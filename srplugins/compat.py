@@ -243,18 +243,114 @@ def resume_map_location(opt):
     return torch.device('cpu')
 
 
-def load_resume_state(opt):
-    """Replacement for ``basicsr.train.load_resume_state``.
-
-    ``--auto_resume`` looks for the newest ``<iter>.state`` in ``opt['path']['training_states']`` (under
-    ``root_path/experiments/<name>``), and warns when there is none, saying the run starts from scratch and the old
-    folder is archived. The state is mapped onto the model's device (CPU without a GPU).
-    """
+def _load_state_file(path, map_location):
     import torch
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_resume_state_on_device(opt):
+    """Stack fix for ``basicsr.train.load_resume_state``: basicsr's behaviour, the state mapped onto the model's device.
+
+    basicsr maps the state to ``torch.cuda.current_device()`` (an error without a GPU). Nothing else changes: basicsr's
+    ``--auto_resume`` rules stay as they are for other basicsr programs (srplugins' entry points install
+    :func:`load_resume_state` instead).
+    """
     from basicsr.train import check_resume
     from basicsr.utils import scandir
 
     resume_state_path = None
+    if opt['auto_resume']:
+        state_path = osp.join('experiments', opt['name'], 'training_states')
+        if osp.isdir(state_path):
+            states = list(scandir(state_path, suffix='state', recursive=False, full_path=False))
+            if states:
+                states = [float(v.split('.state')[0]) for v in states]
+                resume_state_path = osp.join(state_path, f'{max(states):.0f}.state')
+                opt['path']['resume_state'] = resume_state_path
+    elif opt['path'].get('resume_state'):
+        resume_state_path = opt['path']['resume_state']
+    if resume_state_path is None:
+        return None
+    import torch
+    resume_state = torch.load(resume_state_path, map_location=resume_map_location(opt))
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+def _unreadable_checkpoint(path):
+    """None when ``path`` looks like a complete torch checkpoint, else why not (cheap: no tensor is loaded)."""
+    import zipfile
+    if not osp.isfile(path):
+        return 'missing'
+    if osp.getsize(path) == 0:
+        return 'empty (0 bytes)'
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if not archive.namelist():
+                    return 'empty archive'
+        except (zipfile.BadZipFile, OSError) as error:
+            return f'unreadable ({error})'
+        return None
+    try:  # legacy (non-zip) torch format
+        _load_state_file(path, 'cpu')
+    except Exception as error:  # noqa: B902  (any failure: truncated, not a checkpoint)
+        return f'unreadable ({type(error).__name__}: {error})'
+    return None
+
+
+def _resume_networks(opt, resume_iter):
+    models = opt['path'].get('models') or osp.join(opt['root_path'], 'experiments', opt['name'], 'models')
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    return [
+        osp.join(models, f"net_{key.replace('network_', '')}_{resume_iter}.pth") for key in opt
+        if str(key).startswith('network_') and key not in ignored
+    ]
+
+
+def _newest_readable_state(opt, state_dir, states, warn):
+    """Load the newest ``<iter>.state`` that reads and whose networks ``net_<x>_<iter>.pth`` read too."""
+    for resume_iter in sorted((int(v.split('.')[0]) for v in states), reverse=True):
+        path = osp.join(state_dir, f'{resume_iter}.state')
+        try:
+            state = _load_state_file(path, resume_map_location(opt))
+            if not isinstance(state, dict) or 'iter' not in state:
+                raise ValueError('not a basicsr training state (no "iter" entry)')
+        except Exception as error:  # noqa: B902  (truncated, 0 bytes, not a checkpoint: skip it, say why)
+            warn(f'--auto_resume: skipping the unreadable training state {path} '
+                 f'({type(error).__name__}: {str(error)[:200]}); trying the previous one.')
+            continue
+        bad = [(net, why) for net in _resume_networks(opt, resume_iter) for why in [_unreadable_checkpoint(net)] if why]
+        if bad:
+            warn(f'--auto_resume: skipping the training state {path}: its network file ' +
+                 ', '.join(f'{net} is {why}' for net, why in bad) + '; trying the previous state.')
+            continue
+        return path, state
+    return None, None
+
+
+def _warn_everywhere(opt, msg):
+    warnings.warn(msg, stacklevel=3)
+    if opt.get('rank', 0) == 0:
+        print(f'WARNING: {msg}', flush=True)
+    # Not get_root_logger() here: basicsr would mark its logger initialised without the log file, and the run's
+    # train_*.log and every INFO line would be lost. The log file gets it once it exists.
+    _STATE['pending_log_warnings'].append(msg)
+
+
+def load_resume_state(opt):
+    """srplugins' resume policy (entry points only), replacing ``basicsr.train.load_resume_state``.
+
+    ``--auto_resume`` looks for the newest ``<iter>.state`` in ``opt['path']['training_states']`` (under
+    ``root_path/experiments/<name>``) that can be read and whose networks (``models/net_<x>_<iter>.pth``) are complete:
+    a state or network left truncated / empty by a killed save is skipped with a warning naming it. Without any state
+    it warns, saying the run starts from scratch and the old folder is archived. The state is mapped onto the model's
+    device (CPU without a GPU).
+    """
+    from basicsr.train import check_resume
+    from basicsr.utils import scandir
+
+    resume_state_path, resume_state = None, None
     if opt['auto_resume']:
         state_dir = opt['path'].get('training_states') or osp.join(opt['root_path'], 'experiments', opt['name'],
                                                                    'training_states')
@@ -263,29 +359,29 @@ def load_resume_state(opt):
             states = [v for v in scandir(state_dir, suffix='state', recursive=False, full_path=False)]
             states = [v for v in states if re.fullmatch(r'\d+\.state', v)]
         if states:
-            latest = max(int(v.split('.')[0]) for v in states)
-            resume_state_path = osp.join(state_dir, f'{latest}.state')
+            resume_state_path, resume_state = _newest_readable_state(opt, state_dir, states,
+                                                                     lambda msg: _warn_everywhere(opt, msg))
+        if resume_state_path is not None:
             opt['path']['resume_state'] = resume_state_path
         else:
             exp_root = opt['path'].get('experiments_root', osp.dirname(state_dir))
-            msg = (
-                f'--auto_resume: no training state (<iter>.state) found in {state_dir}; starting from iteration 0. ' +
-                (f'The existing folder {exp_root} will be archived (renamed with _archived_<time>).'
-                 if osp.exists(exp_root) else ''))
-            warnings.warn(msg, stacklevel=2)
-            if opt.get('rank', 0) == 0:
-                print(f'WARNING: {msg}', flush=True)
-            # Not get_root_logger() here: basicsr would mark its logger initialised without the log file, and the
-            # run's train_*.log and every INFO line would be lost. The log file gets it once it exists.
-            _STATE['pending_log_warnings'].append(msg)
+            what = 'no readable training state' if states else 'no training state'
+            msg = (f'--auto_resume: {what} (<iter>.state) found in {state_dir}; starting from iteration 0. ' +
+                   (f'The existing folder {exp_root} will be archived (renamed with _archived_<time>).'
+                    if osp.exists(exp_root) else ''))
+            _warn_everywhere(opt, msg)
     elif opt['path'].get('resume_state'):
         resume_state_path = opt['path']['resume_state']
         if not osp.isfile(resume_state_path):
             raise FileNotFoundError(f'path.resume_state: training state file {resume_state_path} does not exist.')
+        try:
+            resume_state = _load_state_file(resume_state_path, resume_map_location(opt))
+        except Exception as error:  # noqa: B902
+            raise ValueError(f'path.resume_state = {resume_state_path}: cannot read the training state, truncated or '
+                             f'not a checkpoint ({type(error).__name__}: {str(error)[:200]})') from None
 
-    if resume_state_path is None:
+    if resume_state is None:
         return None
-    resume_state = torch.load(resume_state_path, map_location=resume_map_location(opt))
     check_resume(opt, resume_state['iter'])
     return resume_state
 
@@ -432,7 +528,7 @@ def _wrap_vgg_init(original):
 
 
 def apply_basicsr_fixes():
-    """Patch basicsr (imported here). Idempotent."""
+    """Patch basicsr with the stack fixes only (imported here). Idempotent. Run by ``import srplugins``."""
     if _STATE['basicsr_fixes']:
         return
     apply_import_fixes()
@@ -440,23 +536,51 @@ def apply_basicsr_fixes():
     import basicsr.train
     import basicsr.utils.dist_util
     import basicsr.utils.options
-    from basicsr.archs.vgg_arch import VGGFeatureExtractor
     from basicsr.models.base_model import BaseModel
 
     _ORIGINALS.update(
         init_dist=basicsr.utils.dist_util.init_dist,
         model_to_device=BaseModel.model_to_device,
-        load_network=BaseModel.load_network,
         load_resume_state=basicsr.train.load_resume_state,
-        train_get_root_logger=basicsr.train.get_root_logger,
-        worker_init_fn=basicsr.data.worker_init_fn,
-        vgg_init=VGGFeatureExtractor.__init__)
+        worker_init_fn=basicsr.data.worker_init_fn)
     basicsr.utils.dist_util.init_dist = init_dist
     basicsr.utils.options.init_dist = init_dist  # parse_options imported the name
     BaseModel.model_to_device = _model_to_device
+    basicsr.train.load_resume_state = load_resume_state_on_device
+    basicsr.data.worker_init_fn = worker_init_fn
+    _STATE['basicsr_fixes'] = True
+
+
+def apply_policies():
+    """srplugins' policies, switched on by its entry points (``srplugins/train.py``, ``test.py``), never at import.
+
+    * ``BaseModel.load_network``: the file-name scale check and a FileNotFoundError naming the ``path`` option.
+    * ``VGGFeatureExtractor``: the offline lookup of the ImageNet backbone (no download at run time).
+    * ``basicsr.train.load_resume_state``: the resume rules of :func:`load_resume_state` (experiments under the root
+      path, unreadable newest state skipped, warning before archiving), its warnings logged once the run's logger
+      exists.
+
+    Idempotent; returns True when installed now.
+    """
+    if _STATE.get('policies'):
+        return False
+    apply_basicsr_fixes()
+    import basicsr.train
+    from basicsr.archs.vgg_arch import VGGFeatureExtractor
+    from basicsr.models.base_model import BaseModel
+
+    _ORIGINALS.update(
+        load_network=BaseModel.load_network,
+        train_get_root_logger=basicsr.train.get_root_logger,
+        vgg_init=VGGFeatureExtractor.__init__)
     BaseModel.load_network = _wrap_load_network(BaseModel.load_network)
     basicsr.train.load_resume_state = load_resume_state
     basicsr.train.get_root_logger = _wrap_train_get_root_logger(basicsr.train.get_root_logger)
-    basicsr.data.worker_init_fn = worker_init_fn
     VGGFeatureExtractor.__init__ = _wrap_vgg_init(VGGFeatureExtractor.__init__)
-    _STATE['basicsr_fixes'] = True
+    _STATE['policies'] = True
+    return True
+
+
+def policies_installed():
+    """Whether :func:`apply_policies` ran in this process."""
+    return bool(_STATE.get('policies'))

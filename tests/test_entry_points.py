@@ -145,39 +145,49 @@ def _assert_state_equal(a, b, where='state'):
         assert a == b, where
 
 
-def test_train_then_auto_resume_continues_exactly(tmp_path, run_train):
-    # One training image and batch 1: basicsr resumes at the start of the saved epoch, so with one iteration per
-    # epoch the resumed run sees exactly the batches of the straight run.
-    data = _tiny_paired_data(str(tmp_path / 'data'), num=1)
+def _random_crop_option(data, name, total_iter):
+    """4 images, batch 1, random 16-pixel crops and flips, one DataLoader worker: the resumed epoch must continue."""
+    opt = _tiny_option(data, name, total_iter, batch_size=1)
+    opt['datasets']['train'].update(gt_size=16, use_hflip=True, use_rot=True, num_worker_per_gpu=1)
+    opt['val']['val_freq'] = 3
+    return opt
+
+
+def test_killed_save_resumes_exactly_from_the_previous_state(tmp_path, run_train):
+    """Straight 6 iterations == 4 iterations, newest state killed (0 bytes), --auto_resume from 2 up to 6, bit for bit.
+
+    4 images per epoch at batch 1: iteration 2 is mid-epoch, and the resumed run crosses an epoch boundary; random
+    crops and flips are drawn in a DataLoader worker, so the worker seeds and the position in the epoch must be
+    restored, not replayed from the epoch's start.
+    """
+    data = _tiny_paired_data(str(tmp_path / 'data'), num=4)
     straight = tmp_path / 'straight'
     resumed = tmp_path / 'resumed'
     straight.mkdir()
     resumed.mkdir()
-    # straight run: 4 iterations
-    proc = run_train(_tiny_option(data, 'tiny_sr', 4, batch_size=1), straight)
+    proc = run_train(_random_crop_option(data, 'tiny_sr', 6), straight)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    # interrupted run: 2 iterations, then --auto_resume up to 4
-    proc = run_train(_tiny_option(data, 'tiny_sr', 2, batch_size=1), resumed)
+    proc = run_train(_random_crop_option(data, 'tiny_sr', 4), resumed)
     assert proc.returncode == 0, proc.stdout[-4000:]
     exp = resumed / 'experiments' / 'tiny_sr'
     saved_state = _load(exp / 'training_states' / '2.state')
-    saved_net = _load(exp / 'models' / 'net_g_2.pth')
-    proc = run_train(_tiny_option(data, 'tiny_sr', 4, batch_size=1), resumed, extra_args=['--auto_resume'])
+    (exp / 'training_states' / '4.state').write_bytes(b'')  # a kill -9 during the save of iteration 4
+    proc = run_train(_random_crop_option(data, 'tiny_sr', 6), resumed, extra_args=['--auto_resume'])
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert 'Resuming training from epoch: ' in proc.stdout and 'iter: 2.' in proc.stdout
-    assert re.search(r'iter:\s+3, lr:', proc.stdout), proc.stdout[-3000:]
-    assert not re.search(r'iter:\s+1, lr:', proc.stdout)
+    assert re.search(r'skipping the unreadable training state \S*4\.state', proc.stdout), proc.stdout[-3000:]
+    assert 'Resuming training from epoch: 0, iter: 2.' in proc.stdout, proc.stdout[-3000:]
+    assert re.search(r'iter:\s+3, lr:', proc.stdout) and not re.search(r'iter:\s+2, lr:', proc.stdout)
     assert not any(p.name.startswith('tiny_sr_archived') for p in (resumed / 'experiments').iterdir())
-    # the state files kept what was saved, and the resumed run equals the straight run bit for bit
     _assert_state_equal(_load(exp / 'training_states' / '2.state'), saved_state)
-    _assert_state_equal(_load(exp / 'models' / 'net_g_2.pth'), saved_net)
-    for name in ('net_g_4.pth', 'net_g_latest.pth'):
-        _assert_state_equal(_load(exp / 'models' / name), _load(straight / 'experiments' / 'tiny_sr' / 'models' / name))
-    state_resumed = _load(exp / 'training_states' / '4.state')
-    state_straight = _load(straight / 'experiments' / 'tiny_sr' / 'training_states' / '4.state')
-    # basicsr restarts the saved epoch on resume, so only its epoch counter differs (documented in the README)
-    assert state_resumed.pop('epoch') == state_straight.pop('epoch') - 1
-    _assert_state_equal(state_resumed, state_straight)
+    straight_exp = straight / 'experiments' / 'tiny_sr'
+    for name in ('net_g_4.pth', 'net_g_6.pth', 'net_g_latest.pth'):
+        _assert_state_equal(_load(exp / 'models' / name), _load(straight_exp / 'models' / name), name)
+    for name in ('4.state', '6.state'):  # epoch, iteration, optimizer, scheduler, loop position and RNG states
+        _assert_state_equal(_load(exp / 'training_states' / name), _load(straight_exp / 'training_states' / name))
+    # log polish: ETA never negative, best iteration within the run, final validation not repeated
+    assert 'eta: -' not in proc.stdout
+    assert 'Best: ' in proc.stdout and not re.search(r'@ (7|8) iter', proc.stdout)
+    assert proc.stdout.count('Validation tiny_val') == 2  # iterations 3 and 6 (6 is the last: no extra one)
 
 
 def test_auto_resume_without_states_warns(tmp_path, run_train):
