@@ -14,6 +14,11 @@ import torch
 import yaml
 
 import srplugins  # noqa: F401  (stack fixes + registration before basicsr is used by any test)
+from srplugins import compat
+
+# The test process acts as srplugins' entry points do: policies (offline VGG lookup, checkpoint scale check, resume
+# rules) on. tests/test_compat.py checks in fresh interpreters that a plain `import srplugins` leaves them off.
+compat.apply_policies()
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -7,13 +7,14 @@ import json
 import numpy as np
 import os
 import pytest
+import re
 import subprocess
 import sys
 import textwrap
 import torch
 
 from srplugins import compat
-from tests.conftest import REPO_ROOT, _subprocess_env, load_script
+from tests.conftest import REPO_ROOT, _subprocess_env, load_script, run_command
 
 
 def _run_python(code, env=None, timeout=300):
@@ -577,3 +578,104 @@ def test_missing_discriminator_file_names_its_option(tmp_path):
     opt['path']['pretrain_network_d'] = str(tmp_path / 'missing_d.pth')
     with pytest.raises(FileNotFoundError, match=r'^path.pretrain_network_d = .*missing_d.pth'):
         build_model(opt)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# stack fixes vs policies (issue 15 point 3)
+# ---------------------------------------------------------------------------------------------------------------------
+_POLICY_PROBE = r'''
+import json, sys
+import srplugins  # isort: split
+import basicsr.train
+from basicsr.archs.vgg_arch import VGGFeatureExtractor
+from basicsr.models.base_model import BaseModel
+import basicsr.data, basicsr.utils.options
+from srplugins import compat
+if sys.argv[1] == 'entry':
+    compat.apply_policies()
+print(json.dumps({
+    'scale_check': hasattr(BaseModel.load_network, '__wrapped__'),
+    'vgg_lookup': hasattr(VGGFeatureExtractor.__init__, '__wrapped__'),
+    'resume_policy': basicsr.train.load_resume_state is compat.load_resume_state,
+    'resume_on_device': basicsr.train.load_resume_state is compat.load_resume_state_on_device,
+    'init_dist': basicsr.utils.options.init_dist is compat.init_dist,
+    'ddp_wrapper': BaseModel.model_to_device is compat._model_to_device,
+    'worker_seeds': basicsr.data.worker_init_fn is compat.worker_init_fn,
+    'torchvision_alias': 'torchvision.transforms.functional_tensor' in sys.modules,
+}))
+'''
+
+
+@pytest.mark.parametrize('mode', ['import', 'entry'])
+def test_import_applies_stack_fixes_only_and_entry_points_add_policies(tmp_path, mode):
+    """A plain ``import srplugins`` (another basicsr program) gets the stack fixes; the policies come with the entry."""
+    proc = run_command([sys.executable, '-c', _POLICY_PROBE, mode], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for fix in ('init_dist', 'ddp_wrapper', 'worker_seeds', 'torchvision_alias'):
+        assert result[fix], fix
+    policies = mode == 'entry'
+    assert result['scale_check'] is policies and result['vgg_lookup'] is policies
+    assert result['resume_policy'] is policies and result['resume_on_device'] is not policies
+
+
+def test_stack_fix_resume_keeps_basicsr_rules_on_cpu(tmp_path, monkeypatch):
+    """Without policies, resume is basicsr's (newest state by name, cwd-relative), only loaded onto the CPU."""
+    monkeypatch.chdir(tmp_path)
+    states = tmp_path / 'experiments' / 'x' / 'training_states'
+    states.mkdir(parents=True)
+    torch.save({'epoch': 0, 'iter': 3, 'optimizers': [], 'schedulers': []}, states / '3.state')
+    opt = {'auto_resume': True, 'name': 'x', 'path': {'resume_state': None, 'models': 'm'}, 'num_gpu': 0}
+    state = compat.load_resume_state_on_device(opt)
+    assert state['iter'] == 3 and opt['path']['resume_state'].endswith('3.state')
+
+
+def _state_folder(tmp_path, iters, network_ok=True):
+    root = tmp_path / 'run'
+    states = root / 'experiments' / 'r' / 'training_states'
+    models = root / 'experiments' / 'r' / 'models'
+    states.mkdir(parents=True)
+    models.mkdir(parents=True)
+    for it in iters:
+        torch.save({'epoch': 0, 'iter': it, 'optimizers': [], 'schedulers': []}, states / f'{it}.state')
+        torch.save({'params': {'w': torch.ones(1)}}, models / f'net_g_{it}.pth')
+    opt = {
+        'auto_resume': True,
+        'name': 'r',
+        'root_path': str(root),
+        'num_gpu': 0,
+        'network_g': {
+            'type': 'X'
+        },
+        'path': {
+            'resume_state': None,
+            'training_states': str(states),
+            'models': str(models)
+        }
+    }
+    return opt, states, models
+
+
+@pytest.mark.parametrize('broken', ['empty_state', 'truncated_state', 'truncated_network'])
+def test_auto_resume_skips_an_unreadable_newest_state(tmp_path, broken):
+    opt, states, models = _state_folder(tmp_path, [2, 4])
+    if broken == 'empty_state':
+        victim = states / '4.state'
+        victim.write_bytes(b'')
+    else:
+        victim = states / '4.state' if broken == 'truncated_state' else models / 'net_g_4.pth'
+        data = victim.read_bytes()
+        victim.write_bytes(data[:len(data) // 2])
+    with pytest.warns(UserWarning, match=re.escape(str(victim))):
+        state = compat.load_resume_state(opt)
+    assert state['iter'] == 2 and opt['path']['resume_state'] == str(states / '2.state')
+    assert opt['path']['pretrain_network_g'] == str(models / 'net_g_2.pth')
+
+
+def test_explicit_resume_state_that_is_truncated_names_the_option(tmp_path):
+    opt, states, _ = _state_folder(tmp_path, [2])
+    (states / '2.state').write_bytes(b'PK\x03\x04 not really')
+    opt['auto_resume'] = False
+    opt['path']['resume_state'] = str(states / '2.state')
+    with pytest.raises(ValueError, match=r'path\.resume_state = .*2\.state.*truncated or not a checkpoint'):
+        compat.load_resume_state(opt)
