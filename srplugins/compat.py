@@ -1,29 +1,35 @@
 """Fixes for the known breakages of the stack srplugins stands on (basicsr 1.4.2 on a current torch/torchvision).
 
 Every fix is small, idempotent and applied only where it is needed. Each one names the bug it fixes; each has a test
-in ``tests/test_compat.py`` that fails without it. The fixes are split in two groups:
+in ``tests/test_compat.py`` that fails without it. The fixes are split in three groups:
 
 * :func:`apply_import_fixes` runs from ``srplugins/__init__.py`` **before anything imports basicsr** (and therefore
   also in spawned DataLoader workers, which re-import srplugins):
 
   - ``torchvision.transforms.functional_tensor`` alias (module removed in torchvision 0.17; basicsr 1.4.2 imports it
     in ``basicsr/data/degradations.py``: ``ModuleNotFoundError`` on ``import basicsr``).
-  - ``pkg_resources`` stand-in for ``pytorch_wavelets`` (it imports ``pkg_resources.resource_stream``, gone with
-    setuptools >= 81): a last-resort import hook that serves it only while pytorch_wavelets is imported and no real
-    ``pkg_resources`` exists.
 
-* :func:`apply_basicsr_fixes` patches basicsr objects after it is imported:
+* :func:`apply_basicsr_fixes` (also at ``import srplugins``) patches basicsr objects after it is imported, with the
+  stack fixes only, so that ``import srplugins`` inside another basicsr program (Real-ESRGAN, GFPGAN) changes
+  nothing else:
 
   - CPU-aware ``init_dist`` (basicsr's divides by ``torch.cuda.device_count()`` -> ``ZeroDivisionError`` without a
     GPU, uses NCCL only, ignores YAML ``dist_params`` for the pytorch launcher).
   - ``BaseModel.model_to_device``: DDP with ``device_ids=None`` on CPU (basicsr passes
     ``torch.cuda.current_device()``).
-  - ``basicsr.train.load_resume_state``: state mapped onto the model's device (basicsr maps to CUDA), auto-resume
-    searched under ``root_path/experiments/<name>`` (basicsr: relative to the cwd) with a warning when nothing is
-    found (basicsr silently archives the experiment and restarts): printed and issued as a ``UserWarning`` at once,
-    and logged (console + ``train_*.log``) by ``basicsr.train.get_root_logger`` once the run's logger exists.
+  - ``basicsr.train.load_resume_state``: basicsr's rules, the state mapped onto the model's device (basicsr maps to
+    CUDA: an error without a GPU) (:func:`load_resume_state_on_device`).
   - ``basicsr.data.worker_init_fn``: fresh randomness per epoch (basicsr seeds every worker identically every epoch,
     so on-the-fly degradations repeat their random draws).
+
+* :func:`apply_policies` is called by srplugins' entry points (``srplugins/train.py``, ``test.py``), never at import:
+
+  - ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`: auto-resume searched under
+    ``root_path/experiments/<name>`` (basicsr: relative to the cwd); the newest state that reads, with complete
+    network files, is used (a state or network left empty / truncated by a killed save is skipped with a warning
+    naming it); a warning when nothing is found (basicsr silently archives the experiment and restarts): printed and
+    issued as a ``UserWarning`` at once, and logged (console + ``train_*.log``) by ``basicsr.train.get_root_logger``
+    once the run's logger exists.
   - ``VGGFeatureExtractor``: backbone weights through :func:`srplugins.utils.pretrained.resolve_pretrained` (basicsr
     downloads at construction, a bare ``URLError`` offline, and loads the vgg19 file for every ``vgg_type``).
   - ``BaseModel.load_network``: a generator checkpoint whose file name says ``_x2`` / ``_x3`` / ``_x4`` must match the
@@ -36,7 +42,6 @@ called by the entry points.
 """
 import datetime
 import importlib
-import importlib.abc
 import importlib.util
 import os
 import os.path as osp
@@ -78,59 +83,10 @@ def fix_torchvision_functional_tensor():
     return True
 
 
-def _importing_pytorch_wavelets():
-    return any(name == 'pytorch_wavelets' or name.startswith('pytorch_wavelets.') for name in list(sys.modules))
-
-
-class _PkgResourcesStandInLoader(importlib.abc.Loader):
-    """Makes the ``pkg_resources`` stand-in: only ``resource_stream``, what pytorch_wavelets uses."""
-
-    def create_module(self, spec):
-        return None  # the default module
-
-    def exec_module(self, module):
-        import importlib.resources as resources
-
-        def resource_stream(package, resource):
-            return resources.files(package).joinpath(resource).open('rb')
-
-        module.__doc__ = 'srplugins stand-in: only resource_stream, for pytorch_wavelets on setuptools >= 81.'
-        module.resource_stream = resource_stream
-
-
-class PkgResourcesStandInFinder(importlib.abc.MetaPathFinder):
-    """Last entry of ``sys.meta_path``: serves the ``pkg_resources`` stand-in while pytorch_wavelets is imported.
-
-    Being last, it is asked only after every real finder failed, i.e. only when setuptools no longer provides
-    ``pkg_resources``; and it answers only while a ``pytorch_wavelets`` module is being (or has been) imported, so any
-    other ``import pkg_resources`` still fails as it would without srplugins.
-    """
-
-    def find_spec(self, name, path=None, target=None):
-        if name != 'pkg_resources' or not _importing_pytorch_wavelets():
-            return None
-        return importlib.util.spec_from_loader(name, _PkgResourcesStandInLoader(), origin='srplugins stand-in')
-
-
-def fix_pkg_resources_for_pytorch_wavelets():
-    """Provide ``pkg_resources.resource_stream`` to ``pytorch_wavelets`` when setuptools >= 81 removed it.
-
-    pytorch_wavelets' ``dtcwt/coeffs.py`` does ``from pkg_resources import resource_stream`` at import. Nothing is
-    created here: a :class:`PkgResourcesStandInFinder` is appended to ``sys.meta_path``, and the stand-in module exists
-    only once pytorch_wavelets is actually imported and no real ``pkg_resources`` is found. Returns True when the
-    finder was added (False when it already was: idempotent).
-    """
-    if any(isinstance(finder, PkgResourcesStandInFinder) for finder in sys.meta_path):
-        return False
-    sys.meta_path.append(PkgResourcesStandInFinder())
-    return True
-
-
 def apply_import_fixes():
     """Apply the fixes that must precede ``import basicsr``. Idempotent."""
     if not _STATE['import_fixes']:
         fix_torchvision_functional_tensor()
-        fix_pkg_resources_for_pytorch_wavelets()
         _STATE['import_fixes'] = True
 
 

@@ -106,98 +106,6 @@ def test_functional_tensor_alias_only_when_missing(monkeypatch, present):
     finally:
         sys.modules.pop(name, None)  # monkeypatch restores the alias that srplugins installed at import (if any)
 
-
-# a stand-in for pytorch_wavelets: its coeffs module reads a data file with pkg_resources at import, as
-# pytorch_wavelets/dtcwt/coeffs.py does
-_FAKE_WAVELETS = (
-    ('pytorch_wavelets/__init__.py', 'from pytorch_wavelets.coeffs import DATA\n'),
-    ('pytorch_wavelets/coeffs.py', 'from pkg_resources import resource_stream\n'
-     "DATA = resource_stream('pytorch_wavelets', 'data.txt').read()\n"),
-    ('pytorch_wavelets/data.txt', 'filter taps'),
-)
-
-
-def _pkg_resources_probe(tmp_path, real_pkg_resources):
-    """Import srplugins, then pkg_resources alone, then (a fake) pytorch_wavelets that needs pkg_resources."""
-    for rel, text in _FAKE_WAVELETS:
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    if real_pkg_resources:
-        (tmp_path / 'pkg_resources.py').write_text('REAL = True\n'
-                                                   'def resource_stream(package, resource):\n'
-                                                   '    import io\n'
-                                                   "    return io.BytesIO(b'from the real pkg_resources')\n")
-    return _last_json(
-        _run_python(f"""
-        import importlib.machinery, json, sys
-        sys.path.insert(0, {str(tmp_path)!r})
-        # setuptools >= 81: whatever setuptools is installed here, its pkg_resources is not found
-        path_finder = importlib.machinery.PathFinder.find_spec
-        def find_spec(name, path=None, target=None):
-            if name == 'pkg_resources' and {not real_pkg_resources!r}:
-                return None
-            return path_finder(name, path, target)
-        importlib.machinery.PathFinder.find_spec = staticmethod(find_spec)
-        import srplugins  # applies the import fixes
-        out = {{'in_sys_modules': 'pkg_resources' in sys.modules}}
-        try:
-            import pkg_resources  # noqa: F401  (not pytorch_wavelets: must fail as it would without srplugins)
-            out['alone'] = 'ok'
-        except ModuleNotFoundError as error:
-            out['alone'] = str(error)
-        sys.modules.pop('pkg_resources', None)
-        import pytorch_wavelets
-        out['data'] = pytorch_wavelets.DATA.decode()
-        out['stand_in'] = (sys.modules['pkg_resources'].__doc__ or '').startswith('srplugins stand-in')
-        print(json.dumps(out))
-        """))
-
-
-def test_pkg_resources_stand_in_only_when_pytorch_wavelets_needs_it(tmp_path):
-    """No real pkg_resources (setuptools >= 81): served to pytorch_wavelets only, nothing made at srplugins import."""
-    result = _pkg_resources_probe(tmp_path, real_pkg_resources=False)
-    assert result['in_sys_modules'] is False
-    assert 'pkg_resources' in result['alone']
-    assert result['data'] == 'filter taps'
-    assert result['stand_in'] is True
-
-
-def test_pkg_resources_stand_in_never_shadows_the_real_one(tmp_path):
-    result = _pkg_resources_probe(tmp_path, real_pkg_resources=True)
-    assert result['alone'] == 'ok'
-    assert result['data'] == 'from the real pkg_resources'
-    assert result['stand_in'] is False
-
-
-def test_pkg_resources_stand_in_with_installed_pytorch_wavelets():
-    """The real pytorch_wavelets imports and works through the stand-in when pkg_resources is missing."""
-    if not compat._module_exists('pytorch_wavelets'):
-        pytest.skip('pytorch_wavelets is not installed (extra [wavelets])')
-    result = _last_json(
-        _run_python("""
-        import importlib.machinery, json, sys
-        path_finder = importlib.machinery.PathFinder.find_spec
-        def find_spec(name, path=None, target=None):
-            return None if name == 'pkg_resources' else path_finder(name, path, target)
-        importlib.machinery.PathFinder.find_spec = staticmethod(find_spec)
-        try:
-            import pytorch_wavelets  # noqa
-            plain = 'ok'
-        except ModuleNotFoundError as error:
-            plain = str(error)
-        for name in [m for m in sys.modules if m.startswith('pytorch_wavelets')]:
-            del sys.modules[name]
-        import srplugins  # applies the import fixes
-        from pytorch_wavelets import DWTForward
-        import torch
-        low, high = DWTForward(J=1, wave='haar', mode='reflect')(torch.rand(1, 1, 4, 4))
-        stand_in = (sys.modules['pkg_resources'].__doc__ or '').startswith('srplugins stand-in')
-        print(json.dumps({'plain': plain, 'stand_in': stand_in, 'low': list(low.shape)}))
-        """))
-    assert 'pkg_resources' in result['plain']
-    assert result['stand_in'] is True
-    assert result['low'] == [1, 1, 2, 2]
-    assert compat.fix_pkg_resources_for_pytorch_wavelets() is False  # idempotent: srplugins added it already
     assert sum(isinstance(f, compat.PkgResourcesStandInFinder) for f in sys.meta_path) == 1
 
 
@@ -602,6 +510,7 @@ print(json.dumps({
     'ddp_wrapper': BaseModel.model_to_device is compat._model_to_device,
     'worker_seeds': basicsr.data.worker_init_fn is compat.worker_init_fn,
     'torchvision_alias': 'torchvision.transforms.functional_tensor' in sys.modules,
+    'pkg_resources_stand_in': any('StandIn' in type(f).__name__ for f in sys.meta_path),
 }))
 '''
 
@@ -617,6 +526,7 @@ def test_import_applies_stack_fixes_only_and_entry_points_add_policies(tmp_path,
     policies = mode == 'entry'
     assert result['scale_check'] is policies and result['vgg_lookup'] is policies
     assert result['resume_policy'] is policies and result['resume_on_device'] is not policies
+    assert result['pkg_resources_stand_in'] is False  # test-only now: no shipped code imports pytorch_wavelets
 
 
 def test_stack_fix_resume_keeps_basicsr_rules_on_cpu(tmp_path, monkeypatch):
