@@ -1,5 +1,14 @@
-"""What ``srplugins/train.py`` and ``srplugins/test.py`` do around basicsr's unchanged pipelines.
+"""What ``srplugins/train.py`` and ``srplugins/test.py`` do around basicsr's pipelines.
 
+* srplugins' policies (:func:`srplugins.compat.apply_policies`: resume rules, offline VGG lookup, checkpoint scale
+  check) are switched on here, not at ``import srplugins``.
+* Training runs :func:`srplugins.utils.trainer.train_pipeline` (basicsr's loop, exactly resumable); testing runs
+  ``basicsr.test.test_pipeline``. Both parse options with :func:`parse_options` (basicsr's, plus
+  ``--strict_options``, ``--force_yml key=~`` and :func:`srplugins.utils.options_check.check_options`); a test option
+  whose set folders are missing evaluates the sets that are present (:func:`skip_missing_test_sets`).
+* Exit status: 2 and ``error: ...`` for an option error; 3 when the training-health guard stopped training
+  (``srplugins.utils.health.TrainingHealthError``, message on stderr, no traceback); 4 when a distributed collective
+  timed out (a frozen or dead rank), naming ``dist_params.timeout``.
 * argv: ``--local-rank`` (torch >= 2.0 ``torch.distributed.launch``) normalised to basicsr's ``--local_rank``;
   torchrun passes ``LOCAL_RANK`` in the environment and needs nothing.
 * YAML ``dist_params`` (backend, timeout) handed to the CPU-aware ``init_dist`` of :mod:`srplugins.compat`.
