@@ -159,6 +159,9 @@ def parse_options(root_path, is_train=True):
     with open(args.opt, mode='r', encoding='utf-8') as f:
         opt = yaml.load(f, Loader=ordered_yaml()[0])
 
+    # --force_yml first (basicsr applies it after init_dist), so that forced dist_params reach init_dist too
+    apply_force_yml(opt, args.force_yml)
+    compat.set_dist_params(opt.get('dist_params'))
     if args.launcher == 'none':
         opt['dist'] = False
         print('Disable distributed.', flush=True)
@@ -176,7 +179,6 @@ def parse_options(root_path, is_train=True):
         opt['manual_seed'] = seed
     set_random_seed(seed + opt['rank'])
 
-    apply_force_yml(opt, args.force_yml)
     opt['auto_resume'] = args.auto_resume
     opt['is_train'] = is_train
     check_options(opt, is_train=is_train, strict=args.strict_options)
