@@ -152,44 +152,45 @@ def _random_crop_option(data, name, total_iter):
     opt = _tiny_option(data, name, total_iter, batch_size=1)
     opt['datasets']['train'].update(gt_size=16, use_hflip=True, use_rot=True, num_worker_per_gpu=1)
     opt['val']['val_freq'] = 3
+    opt['logger']['save_checkpoint_freq'] = 3
     return opt
 
 
 def test_killed_save_resumes_exactly_from_the_previous_state(tmp_path, run_train):
-    """Straight 6 iterations == 4 iterations, newest state killed (0 bytes), --auto_resume from 2 up to 6, bit for bit.
+    """9 iterations; the save of 9 killed (state 0 bytes, networks gone); --auto_resume from 6 gives the same files.
 
-    4 images per epoch at batch 1: iteration 2 is mid-epoch, and the resumed run crosses an epoch boundary; random
-    crops and flips are drawn in a DataLoader worker, so the worker seeds and the position in the epoch must be
-    restored, not replayed from the epoch's start.
+    4 images per epoch at batch 1: iteration 6 is in the middle of the second epoch; random crops and flips are drawn
+    in a DataLoader worker, so the position in the epoch, the epoch's worker seeds and the RNG states must be restored,
+    not replayed from the epoch's start (basicsr) nor re-drawn after re-seeding.
     """
     data = _tiny_paired_data(str(tmp_path / 'data'), num=4)
-    straight = tmp_path / 'straight'
-    resumed = tmp_path / 'resumed'
-    straight.mkdir()
-    resumed.mkdir()
-    proc = run_train(_random_crop_option(data, 'tiny_sr', 6), straight)
+    opt = _random_crop_option(data, 'tiny_sr', 9)
+    proc = run_train(opt, tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    proc = run_train(_random_crop_option(data, 'tiny_sr', 4), resumed)
+    exp = tmp_path / 'experiments' / 'tiny_sr'
+    straight = {
+        name: _load(exp / folder / name)
+        for folder, name in [('training_states', '9.state'), ('models', 'net_g_9.pth'), ('models', 'net_g_latest.pth')]
+    }
+    saved_state = _load(exp / 'training_states' / '6.state')
+    (exp / 'training_states' / '9.state').write_bytes(b'')  # a kill -9 during the save of iteration 9
+    (exp / 'models' / 'net_g_9.pth').unlink()
+    (exp / 'models' / 'net_g_latest.pth').unlink()
+    proc = run_train(opt, tmp_path, extra_args=['--auto_resume'])
     assert proc.returncode == 0, proc.stdout[-4000:]
-    exp = resumed / 'experiments' / 'tiny_sr'
-    saved_state = _load(exp / 'training_states' / '2.state')
-    (exp / 'training_states' / '4.state').write_bytes(b'')  # a kill -9 during the save of iteration 4
-    proc = run_train(_random_crop_option(data, 'tiny_sr', 6), resumed, extra_args=['--auto_resume'])
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    assert re.search(r'skipping the unreadable training state \S*4\.state', proc.stdout), proc.stdout[-3000:]
-    assert 'Resuming training from epoch: 0, iter: 2.' in proc.stdout, proc.stdout[-3000:]
-    assert re.search(r'iter:\s+3, lr:', proc.stdout) and not re.search(r'iter:\s+2, lr:', proc.stdout)
-    assert not any(p.name.startswith('tiny_sr_archived') for p in (resumed / 'experiments').iterdir())
-    _assert_state_equal(_load(exp / 'training_states' / '2.state'), saved_state)
-    straight_exp = straight / 'experiments' / 'tiny_sr'
-    for name in ('net_g_4.pth', 'net_g_6.pth', 'net_g_latest.pth'):
-        _assert_state_equal(_load(exp / 'models' / name), _load(straight_exp / 'models' / name), name)
-    for name in ('4.state', '6.state'):  # epoch, iteration, optimizer, scheduler, loop position and RNG states
-        _assert_state_equal(_load(exp / 'training_states' / name), _load(straight_exp / 'training_states' / name))
+    assert re.search(r'skipping the unreadable training state \S*9\.state', proc.stdout), proc.stdout[-3000:]
+    assert 'Resuming training from epoch: 1, iter: 6.' in proc.stdout, proc.stdout[-3000:]
+    assert re.search(r'iter:\s+7, lr:', proc.stdout) and not re.search(r'iter:\s+6, lr:', proc.stdout)
+    assert not any(p.name.startswith('tiny_sr_archived') for p in (tmp_path / 'experiments').iterdir())
+    _assert_state_equal(_load(exp / 'training_states' / '6.state'), saved_state)
+    # networks, and the state: epoch, iteration, optimizer, scheduler, loop position and RNG states
+    _assert_state_equal(_load(exp / 'training_states' / '9.state'), straight['9.state'], '9.state')
+    for name in ('net_g_9.pth', 'net_g_latest.pth'):
+        _assert_state_equal(_load(exp / 'models' / name), straight[name], name)
     # log polish: ETA never negative, best iteration within the run, final validation not repeated
     assert 'eta: -' not in proc.stdout
-    assert 'Best: ' in proc.stdout and not re.search(r'@ (7|8) iter', proc.stdout)
-    assert proc.stdout.count('Validation tiny_val') == 2  # iterations 3 and 6 (6 is the last: no extra one)
+    assert 'Best: ' in proc.stdout and not re.search(r'@ 1[01] iter', proc.stdout)
+    assert proc.stdout.count('Validation tiny_val') == 1  # iteration 9 is the last: no extra final validation
 
 
 def test_auto_resume_without_states_warns(tmp_path, run_train):
