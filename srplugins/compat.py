@@ -1,29 +1,35 @@
 """Fixes for the known breakages of the stack srplugins stands on (basicsr 1.4.2 on a current torch/torchvision).
 
 Every fix is small, idempotent and applied only where it is needed. Each one names the bug it fixes; each has a test
-in ``tests/test_compat.py`` that fails without it. The fixes are split in two groups:
+in ``tests/test_compat.py`` that fails without it. The fixes are split in three groups:
 
 * :func:`apply_import_fixes` runs from ``srplugins/__init__.py`` **before anything imports basicsr** (and therefore
   also in spawned DataLoader workers, which re-import srplugins):
 
   - ``torchvision.transforms.functional_tensor`` alias (module removed in torchvision 0.17; basicsr 1.4.2 imports it
     in ``basicsr/data/degradations.py``: ``ModuleNotFoundError`` on ``import basicsr``).
-  - ``pkg_resources`` stand-in for ``pytorch_wavelets`` (it imports ``pkg_resources.resource_stream``, gone with
-    setuptools >= 81): a last-resort import hook that serves it only while pytorch_wavelets is imported and no real
-    ``pkg_resources`` exists.
 
-* :func:`apply_basicsr_fixes` patches basicsr objects after it is imported:
+* :func:`apply_basicsr_fixes` (also at ``import srplugins``) patches basicsr objects after it is imported, with the
+  stack fixes only, so that ``import srplugins`` inside another basicsr program (Real-ESRGAN, GFPGAN) changes
+  nothing else:
 
   - CPU-aware ``init_dist`` (basicsr's divides by ``torch.cuda.device_count()`` -> ``ZeroDivisionError`` without a
     GPU, uses NCCL only, ignores YAML ``dist_params`` for the pytorch launcher).
   - ``BaseModel.model_to_device``: DDP with ``device_ids=None`` on CPU (basicsr passes
     ``torch.cuda.current_device()``).
-  - ``basicsr.train.load_resume_state``: state mapped onto the model's device (basicsr maps to CUDA), auto-resume
-    searched under ``root_path/experiments/<name>`` (basicsr: relative to the cwd) with a warning when nothing is
-    found (basicsr silently archives the experiment and restarts): printed and issued as a ``UserWarning`` at once,
-    and logged (console + ``train_*.log``) by ``basicsr.train.get_root_logger`` once the run's logger exists.
+  - ``basicsr.train.load_resume_state``: basicsr's rules, the state mapped onto the model's device (basicsr maps to
+    CUDA: an error without a GPU) (:func:`load_resume_state_on_device`).
   - ``basicsr.data.worker_init_fn``: fresh randomness per epoch (basicsr seeds every worker identically every epoch,
     so on-the-fly degradations repeat their random draws).
+
+* :func:`apply_policies` is called by srplugins' entry points (``srplugins/train.py``, ``test.py``), never at import:
+
+  - ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`: auto-resume searched under
+    ``root_path/experiments/<name>`` (basicsr: relative to the cwd); the newest state that reads, with complete
+    network files, is used (a state or network left empty / truncated by a killed save is skipped with a warning
+    naming it); a warning when nothing is found (basicsr silently archives the experiment and restarts): printed and
+    issued as a ``UserWarning`` at once, and logged (console + ``train_*.log``) by ``basicsr.train.get_root_logger``
+    once the run's logger exists.
   - ``VGGFeatureExtractor``: backbone weights through :func:`srplugins.utils.pretrained.resolve_pretrained` (basicsr
     downloads at construction, a bare ``URLError`` offline, and loads the vgg19 file for every ``vgg_type``).
   - ``BaseModel.load_network``: a generator checkpoint whose file name says ``_x2`` / ``_x3`` / ``_x4`` must match the
@@ -36,7 +42,6 @@ called by the entry points.
 """
 import datetime
 import importlib
-import importlib.abc
 import importlib.util
 import os
 import os.path as osp
@@ -78,59 +83,10 @@ def fix_torchvision_functional_tensor():
     return True
 
 
-def _importing_pytorch_wavelets():
-    return any(name == 'pytorch_wavelets' or name.startswith('pytorch_wavelets.') for name in list(sys.modules))
-
-
-class _PkgResourcesStandInLoader(importlib.abc.Loader):
-    """Makes the ``pkg_resources`` stand-in: only ``resource_stream``, what pytorch_wavelets uses."""
-
-    def create_module(self, spec):
-        return None  # the default module
-
-    def exec_module(self, module):
-        import importlib.resources as resources
-
-        def resource_stream(package, resource):
-            return resources.files(package).joinpath(resource).open('rb')
-
-        module.__doc__ = 'srplugins stand-in: only resource_stream, for pytorch_wavelets on setuptools >= 81.'
-        module.resource_stream = resource_stream
-
-
-class PkgResourcesStandInFinder(importlib.abc.MetaPathFinder):
-    """Last entry of ``sys.meta_path``: serves the ``pkg_resources`` stand-in while pytorch_wavelets is imported.
-
-    Being last, it is asked only after every real finder failed, i.e. only when setuptools no longer provides
-    ``pkg_resources``; and it answers only while a ``pytorch_wavelets`` module is being (or has been) imported, so any
-    other ``import pkg_resources`` still fails as it would without srplugins.
-    """
-
-    def find_spec(self, name, path=None, target=None):
-        if name != 'pkg_resources' or not _importing_pytorch_wavelets():
-            return None
-        return importlib.util.spec_from_loader(name, _PkgResourcesStandInLoader(), origin='srplugins stand-in')
-
-
-def fix_pkg_resources_for_pytorch_wavelets():
-    """Provide ``pkg_resources.resource_stream`` to ``pytorch_wavelets`` when setuptools >= 81 removed it.
-
-    pytorch_wavelets' ``dtcwt/coeffs.py`` does ``from pkg_resources import resource_stream`` at import. Nothing is
-    created here: a :class:`PkgResourcesStandInFinder` is appended to ``sys.meta_path``, and the stand-in module exists
-    only once pytorch_wavelets is actually imported and no real ``pkg_resources`` is found. Returns True when the
-    finder was added (False when it already was: idempotent).
-    """
-    if any(isinstance(finder, PkgResourcesStandInFinder) for finder in sys.meta_path):
-        return False
-    sys.meta_path.append(PkgResourcesStandInFinder())
-    return True
-
-
 def apply_import_fixes():
     """Apply the fixes that must precede ``import basicsr``. Idempotent."""
     if not _STATE['import_fixes']:
         fix_torchvision_functional_tensor()
-        fix_pkg_resources_for_pytorch_wavelets()
         _STATE['import_fixes'] = True
 
 
@@ -243,18 +199,114 @@ def resume_map_location(opt):
     return torch.device('cpu')
 
 
-def load_resume_state(opt):
-    """Replacement for ``basicsr.train.load_resume_state``.
-
-    ``--auto_resume`` looks for the newest ``<iter>.state`` in ``opt['path']['training_states']`` (under
-    ``root_path/experiments/<name>``), and warns when there is none, saying the run starts from scratch and the old
-    folder is archived. The state is mapped onto the model's device (CPU without a GPU).
-    """
+def _load_state_file(path, map_location):
     import torch
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_resume_state_on_device(opt):
+    """Stack fix for ``basicsr.train.load_resume_state``: basicsr's behaviour, the state mapped onto the model's device.
+
+    basicsr maps the state to ``torch.cuda.current_device()`` (an error without a GPU). Nothing else changes: basicsr's
+    ``--auto_resume`` rules stay as they are for other basicsr programs (srplugins' entry points install
+    :func:`load_resume_state` instead).
+    """
     from basicsr.train import check_resume
     from basicsr.utils import scandir
 
     resume_state_path = None
+    if opt['auto_resume']:
+        state_path = osp.join('experiments', opt['name'], 'training_states')
+        if osp.isdir(state_path):
+            states = list(scandir(state_path, suffix='state', recursive=False, full_path=False))
+            if states:
+                states = [float(v.split('.state')[0]) for v in states]
+                resume_state_path = osp.join(state_path, f'{max(states):.0f}.state')
+                opt['path']['resume_state'] = resume_state_path
+    elif opt['path'].get('resume_state'):
+        resume_state_path = opt['path']['resume_state']
+    if resume_state_path is None:
+        return None
+    import torch
+    resume_state = torch.load(resume_state_path, map_location=resume_map_location(opt))
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+def _unreadable_checkpoint(path):
+    """None when ``path`` looks like a complete torch checkpoint, else why not (cheap: no tensor is loaded)."""
+    import zipfile
+    if not osp.isfile(path):
+        return 'missing'
+    if osp.getsize(path) == 0:
+        return 'empty (0 bytes)'
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if not archive.namelist():
+                    return 'empty archive'
+        except (zipfile.BadZipFile, OSError) as error:
+            return f'unreadable ({error})'
+        return None
+    try:  # legacy (non-zip) torch format
+        _load_state_file(path, 'cpu')
+    except Exception as error:  # noqa: B902  (any failure: truncated, not a checkpoint)
+        return f'unreadable ({type(error).__name__}: {error})'
+    return None
+
+
+def _resume_networks(opt, resume_iter):
+    models = opt['path'].get('models') or osp.join(opt['root_path'], 'experiments', opt['name'], 'models')
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    return [
+        osp.join(models, f"net_{key.replace('network_', '')}_{resume_iter}.pth") for key in opt
+        if str(key).startswith('network_') and key not in ignored
+    ]
+
+
+def _newest_readable_state(opt, state_dir, states, warn):
+    """Load the newest ``<iter>.state`` that reads and whose networks ``net_<x>_<iter>.pth`` read too."""
+    for resume_iter in sorted((int(v.split('.')[0]) for v in states), reverse=True):
+        path = osp.join(state_dir, f'{resume_iter}.state')
+        try:
+            state = _load_state_file(path, resume_map_location(opt))
+            if not isinstance(state, dict) or 'iter' not in state:
+                raise ValueError('not a basicsr training state (no "iter" entry)')
+        except Exception as error:  # noqa: B902  (truncated, 0 bytes, not a checkpoint: skip it, say why)
+            warn(f'--auto_resume: skipping the unreadable training state {path} '
+                 f'({type(error).__name__}: {str(error)[:200]}); trying the previous one.')
+            continue
+        bad = [(net, why) for net in _resume_networks(opt, resume_iter) for why in [_unreadable_checkpoint(net)] if why]
+        if bad:
+            warn(f'--auto_resume: skipping the training state {path}: its network file ' +
+                 ', '.join(f'{net} is {why}' for net, why in bad) + '; trying the previous state.')
+            continue
+        return path, state
+    return None, None
+
+
+def _warn_everywhere(opt, msg):
+    warnings.warn(msg, stacklevel=3)
+    if opt.get('rank', 0) == 0:
+        print(f'WARNING: {msg}', flush=True)
+    # Not get_root_logger() here: basicsr would mark its logger initialised without the log file, and the run's
+    # train_*.log and every INFO line would be lost. The log file gets it once it exists.
+    _STATE['pending_log_warnings'].append(msg)
+
+
+def load_resume_state(opt):
+    """srplugins' resume policy (entry points only), replacing ``basicsr.train.load_resume_state``.
+
+    ``--auto_resume`` looks for the newest ``<iter>.state`` in ``opt['path']['training_states']`` (under
+    ``root_path/experiments/<name>``) that can be read and whose networks (``models/net_<x>_<iter>.pth``) are complete:
+    a state or network left truncated / empty by a killed save is skipped with a warning naming it. Without any state
+    it warns, saying the run starts from scratch and the old folder is archived. The state is mapped onto the model's
+    device (CPU without a GPU).
+    """
+    from basicsr.train import check_resume
+    from basicsr.utils import scandir
+
+    resume_state_path, resume_state = None, None
     if opt['auto_resume']:
         state_dir = opt['path'].get('training_states') or osp.join(opt['root_path'], 'experiments', opt['name'],
                                                                    'training_states')
@@ -263,29 +315,29 @@ def load_resume_state(opt):
             states = [v for v in scandir(state_dir, suffix='state', recursive=False, full_path=False)]
             states = [v for v in states if re.fullmatch(r'\d+\.state', v)]
         if states:
-            latest = max(int(v.split('.')[0]) for v in states)
-            resume_state_path = osp.join(state_dir, f'{latest}.state')
+            resume_state_path, resume_state = _newest_readable_state(opt, state_dir, states,
+                                                                     lambda msg: _warn_everywhere(opt, msg))
+        if resume_state_path is not None:
             opt['path']['resume_state'] = resume_state_path
         else:
             exp_root = opt['path'].get('experiments_root', osp.dirname(state_dir))
-            msg = (
-                f'--auto_resume: no training state (<iter>.state) found in {state_dir}; starting from iteration 0. ' +
-                (f'The existing folder {exp_root} will be archived (renamed with _archived_<time>).'
-                 if osp.exists(exp_root) else ''))
-            warnings.warn(msg, stacklevel=2)
-            if opt.get('rank', 0) == 0:
-                print(f'WARNING: {msg}', flush=True)
-            # Not get_root_logger() here: basicsr would mark its logger initialised without the log file, and the
-            # run's train_*.log and every INFO line would be lost. The log file gets it once it exists.
-            _STATE['pending_log_warnings'].append(msg)
+            what = 'no readable training state' if states else 'no training state'
+            msg = (f'--auto_resume: {what} (<iter>.state) found in {state_dir}; starting from iteration 0. ' +
+                   (f'The existing folder {exp_root} will be archived (renamed with _archived_<time>).'
+                    if osp.exists(exp_root) else ''))
+            _warn_everywhere(opt, msg)
     elif opt['path'].get('resume_state'):
         resume_state_path = opt['path']['resume_state']
         if not osp.isfile(resume_state_path):
             raise FileNotFoundError(f'path.resume_state: training state file {resume_state_path} does not exist.')
+        try:
+            resume_state = _load_state_file(resume_state_path, resume_map_location(opt))
+        except Exception as error:  # noqa: B902
+            raise ValueError(f'path.resume_state = {resume_state_path}: cannot read the training state, truncated or '
+                             f'not a checkpoint ({type(error).__name__}: {str(error)[:200]})') from None
 
-    if resume_state_path is None:
+    if resume_state is None:
         return None
-    resume_state = torch.load(resume_state_path, map_location=resume_map_location(opt))
     check_resume(opt, resume_state['iter'])
     return resume_state
 
@@ -432,7 +484,7 @@ def _wrap_vgg_init(original):
 
 
 def apply_basicsr_fixes():
-    """Patch basicsr (imported here). Idempotent."""
+    """Patch basicsr with the stack fixes only (imported here). Idempotent. Run by ``import srplugins``."""
     if _STATE['basicsr_fixes']:
         return
     apply_import_fixes()
@@ -440,23 +492,51 @@ def apply_basicsr_fixes():
     import basicsr.train
     import basicsr.utils.dist_util
     import basicsr.utils.options
-    from basicsr.archs.vgg_arch import VGGFeatureExtractor
     from basicsr.models.base_model import BaseModel
 
     _ORIGINALS.update(
         init_dist=basicsr.utils.dist_util.init_dist,
         model_to_device=BaseModel.model_to_device,
-        load_network=BaseModel.load_network,
         load_resume_state=basicsr.train.load_resume_state,
-        train_get_root_logger=basicsr.train.get_root_logger,
-        worker_init_fn=basicsr.data.worker_init_fn,
-        vgg_init=VGGFeatureExtractor.__init__)
+        worker_init_fn=basicsr.data.worker_init_fn)
     basicsr.utils.dist_util.init_dist = init_dist
     basicsr.utils.options.init_dist = init_dist  # parse_options imported the name
     BaseModel.model_to_device = _model_to_device
+    basicsr.train.load_resume_state = load_resume_state_on_device
+    basicsr.data.worker_init_fn = worker_init_fn
+    _STATE['basicsr_fixes'] = True
+
+
+def apply_policies():
+    """srplugins' policies, switched on by its entry points (``srplugins/train.py``, ``test.py``), never at import.
+
+    * ``BaseModel.load_network``: the file-name scale check and a FileNotFoundError naming the ``path`` option.
+    * ``VGGFeatureExtractor``: the offline lookup of the ImageNet backbone (no download at run time).
+    * ``basicsr.train.load_resume_state``: the resume rules of :func:`load_resume_state` (experiments under the root
+      path, unreadable newest state skipped, warning before archiving), its warnings logged once the run's logger
+      exists.
+
+    Idempotent; returns True when installed now.
+    """
+    if _STATE.get('policies'):
+        return False
+    apply_basicsr_fixes()
+    import basicsr.train
+    from basicsr.archs.vgg_arch import VGGFeatureExtractor
+    from basicsr.models.base_model import BaseModel
+
+    _ORIGINALS.update(
+        load_network=BaseModel.load_network,
+        train_get_root_logger=basicsr.train.get_root_logger,
+        vgg_init=VGGFeatureExtractor.__init__)
     BaseModel.load_network = _wrap_load_network(BaseModel.load_network)
     basicsr.train.load_resume_state = load_resume_state
     basicsr.train.get_root_logger = _wrap_train_get_root_logger(basicsr.train.get_root_logger)
-    basicsr.data.worker_init_fn = worker_init_fn
     VGGFeatureExtractor.__init__ = _wrap_vgg_init(VGGFeatureExtractor.__init__)
-    _STATE['basicsr_fixes'] = True
+    _STATE['policies'] = True
+    return True
+
+
+def policies_installed():
+    """Whether :func:`apply_policies` ran in this process."""
+    return bool(_STATE.get('policies'))

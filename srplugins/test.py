@@ -3,7 +3,8 @@
 Usage (from the folder that holds your ``datasets/``; ``experiments/``, ``results/`` and ``tb_logger/`` are written
 to the current directory)::
 
-    python srplugins/test.py -opt options/....yml [--launcher pytorch] [--auto_resume] [--debug] [--force_yml k=v]
+    python srplugins/test.py -opt options/....yml [--launcher pytorch] [--auto_resume] [--debug] [--force_yml k=v ...]
+        [--strict_options]
     python -m torch.distributed.launch --nproc_per_node=N srplugins/test.py -opt ... --launcher pytorch
     torchrun --nproc_per_node=N srplugins/test.py -opt ... --launcher pytorch
     srplugins-test -opt ...          (console script of an installed srplugins)

@@ -1,12 +1,19 @@
-"""Train with BasicSR's own pipeline (``basicsr.train.train_pipeline``), srplugins' registries and stack fixes loaded.
+"""Train with basicsr's training loop (exactly resumable, :mod:`srplugins.utils.trainer`) and srplugins' registries.
 
 Usage (from the folder that holds your ``datasets/``; ``experiments/``, ``results/`` and ``tb_logger/`` are written
 to the current directory)::
 
-    python srplugins/train.py -opt options/....yml [--launcher pytorch] [--auto_resume] [--debug] [--force_yml k=v]
+    python srplugins/train.py -opt options/....yml [--launcher pytorch] [--auto_resume] [--debug] [--force_yml k=v ...]
+        [--strict_options]
     python -m torch.distributed.launch --nproc_per_node=N srplugins/train.py -opt ... --launcher pytorch
     torchrun --nproc_per_node=N srplugins/train.py -opt ... --launcher pytorch
     srplugins-train -opt ...          (console script of an installed srplugins)
+
+``--force_yml a:b=v`` sets an option, ``a:b=~`` removes it; ``--strict_options`` turns unknown option keys into errors.
+Multi-node (each node runs)::
+
+    torchrun --nnodes 2 --node_rank <0|1> --nproc_per_node <gpus> --master_addr <node 0 address> --master_port 29500 \\
+        srplugins/train.py -opt ... --launcher pytorch
 """
 import os.path as osp
 import sys

@@ -14,6 +14,13 @@ import torch
 import yaml
 
 import srplugins  # noqa: F401  (stack fixes + registration before basicsr is used by any test)
+from srplugins import compat
+from tests import pkg_resources_standin
+
+# The test process acts as srplugins' entry points do: policies (offline VGG lookup, checkpoint scale check, resume
+# rules) on. tests/test_compat.py checks in fresh interpreters that a plain `import srplugins` leaves them off.
+compat.apply_policies()
+pkg_resources_standin.install()  # pytorch_wavelets (reference of the DASR tests) on setuptools >= 81
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

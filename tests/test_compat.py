@@ -7,13 +7,14 @@ import json
 import numpy as np
 import os
 import pytest
+import re
 import subprocess
 import sys
 import textwrap
 import torch
 
 from srplugins import compat
-from tests.conftest import REPO_ROOT, _subprocess_env, load_script
+from tests.conftest import REPO_ROOT, _subprocess_env, load_script, run_command
 
 
 def _run_python(code, env=None, timeout=300):
@@ -105,98 +106,6 @@ def test_functional_tensor_alias_only_when_missing(monkeypatch, present):
     finally:
         sys.modules.pop(name, None)  # monkeypatch restores the alias that srplugins installed at import (if any)
 
-
-# a stand-in for pytorch_wavelets: its coeffs module reads a data file with pkg_resources at import, as
-# pytorch_wavelets/dtcwt/coeffs.py does
-_FAKE_WAVELETS = (
-    ('pytorch_wavelets/__init__.py', 'from pytorch_wavelets.coeffs import DATA\n'),
-    ('pytorch_wavelets/coeffs.py', 'from pkg_resources import resource_stream\n'
-     "DATA = resource_stream('pytorch_wavelets', 'data.txt').read()\n"),
-    ('pytorch_wavelets/data.txt', 'filter taps'),
-)
-
-
-def _pkg_resources_probe(tmp_path, real_pkg_resources):
-    """Import srplugins, then pkg_resources alone, then (a fake) pytorch_wavelets that needs pkg_resources."""
-    for rel, text in _FAKE_WAVELETS:
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    if real_pkg_resources:
-        (tmp_path / 'pkg_resources.py').write_text('REAL = True\n'
-                                                   'def resource_stream(package, resource):\n'
-                                                   '    import io\n'
-                                                   "    return io.BytesIO(b'from the real pkg_resources')\n")
-    return _last_json(
-        _run_python(f"""
-        import importlib.machinery, json, sys
-        sys.path.insert(0, {str(tmp_path)!r})
-        # setuptools >= 81: whatever setuptools is installed here, its pkg_resources is not found
-        path_finder = importlib.machinery.PathFinder.find_spec
-        def find_spec(name, path=None, target=None):
-            if name == 'pkg_resources' and {not real_pkg_resources!r}:
-                return None
-            return path_finder(name, path, target)
-        importlib.machinery.PathFinder.find_spec = staticmethod(find_spec)
-        import srplugins  # applies the import fixes
-        out = {{'in_sys_modules': 'pkg_resources' in sys.modules}}
-        try:
-            import pkg_resources  # noqa: F401  (not pytorch_wavelets: must fail as it would without srplugins)
-            out['alone'] = 'ok'
-        except ModuleNotFoundError as error:
-            out['alone'] = str(error)
-        sys.modules.pop('pkg_resources', None)
-        import pytorch_wavelets
-        out['data'] = pytorch_wavelets.DATA.decode()
-        out['stand_in'] = (sys.modules['pkg_resources'].__doc__ or '').startswith('srplugins stand-in')
-        print(json.dumps(out))
-        """))
-
-
-def test_pkg_resources_stand_in_only_when_pytorch_wavelets_needs_it(tmp_path):
-    """No real pkg_resources (setuptools >= 81): served to pytorch_wavelets only, nothing made at srplugins import."""
-    result = _pkg_resources_probe(tmp_path, real_pkg_resources=False)
-    assert result['in_sys_modules'] is False
-    assert 'pkg_resources' in result['alone']
-    assert result['data'] == 'filter taps'
-    assert result['stand_in'] is True
-
-
-def test_pkg_resources_stand_in_never_shadows_the_real_one(tmp_path):
-    result = _pkg_resources_probe(tmp_path, real_pkg_resources=True)
-    assert result['alone'] == 'ok'
-    assert result['data'] == 'from the real pkg_resources'
-    assert result['stand_in'] is False
-
-
-def test_pkg_resources_stand_in_with_installed_pytorch_wavelets():
-    """The real pytorch_wavelets imports and works through the stand-in when pkg_resources is missing."""
-    if not compat._module_exists('pytorch_wavelets'):
-        pytest.skip('pytorch_wavelets is not installed (extra [wavelets])')
-    result = _last_json(
-        _run_python("""
-        import importlib.machinery, json, sys
-        path_finder = importlib.machinery.PathFinder.find_spec
-        def find_spec(name, path=None, target=None):
-            return None if name == 'pkg_resources' else path_finder(name, path, target)
-        importlib.machinery.PathFinder.find_spec = staticmethod(find_spec)
-        try:
-            import pytorch_wavelets  # noqa
-            plain = 'ok'
-        except ModuleNotFoundError as error:
-            plain = str(error)
-        for name in [m for m in sys.modules if m.startswith('pytorch_wavelets')]:
-            del sys.modules[name]
-        import srplugins  # applies the import fixes
-        from pytorch_wavelets import DWTForward
-        import torch
-        low, high = DWTForward(J=1, wave='haar', mode='reflect')(torch.rand(1, 1, 4, 4))
-        stand_in = (sys.modules['pkg_resources'].__doc__ or '').startswith('srplugins stand-in')
-        print(json.dumps({'plain': plain, 'stand_in': stand_in, 'low': list(low.shape)}))
-        """))
-    assert 'pkg_resources' in result['plain']
-    assert result['stand_in'] is True
-    assert result['low'] == [1, 1, 2, 2]
-    assert compat.fix_pkg_resources_for_pytorch_wavelets() is False  # idempotent: srplugins added it already
     assert sum(isinstance(f, compat.PkgResourcesStandInFinder) for f in sys.meta_path) == 1
 
 
@@ -577,3 +486,106 @@ def test_missing_discriminator_file_names_its_option(tmp_path):
     opt['path']['pretrain_network_d'] = str(tmp_path / 'missing_d.pth')
     with pytest.raises(FileNotFoundError, match=r'^path.pretrain_network_d = .*missing_d.pth'):
         build_model(opt)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# stack fixes vs policies (issue 15 point 3)
+# ---------------------------------------------------------------------------------------------------------------------
+_POLICY_PROBE = r'''
+import json, sys
+import srplugins  # isort: split
+import basicsr.train
+from basicsr.archs.vgg_arch import VGGFeatureExtractor
+from basicsr.models.base_model import BaseModel
+import basicsr.data, basicsr.utils.options
+from srplugins import compat
+if sys.argv[1] == 'entry':
+    compat.apply_policies()
+print(json.dumps({
+    'scale_check': hasattr(BaseModel.load_network, '__wrapped__'),
+    'vgg_lookup': hasattr(VGGFeatureExtractor.__init__, '__wrapped__'),
+    'resume_policy': basicsr.train.load_resume_state is compat.load_resume_state,
+    'resume_on_device': basicsr.train.load_resume_state is compat.load_resume_state_on_device,
+    'init_dist': basicsr.utils.options.init_dist is compat.init_dist,
+    'ddp_wrapper': BaseModel.model_to_device is compat._model_to_device,
+    'worker_seeds': basicsr.data.worker_init_fn is compat.worker_init_fn,
+    'torchvision_alias': 'torchvision.transforms.functional_tensor' in sys.modules,
+    'pkg_resources_stand_in': any('StandIn' in type(f).__name__ for f in sys.meta_path),
+}))
+'''
+
+
+@pytest.mark.parametrize('mode', ['import', 'entry'])
+def test_import_applies_stack_fixes_only_and_entry_points_add_policies(tmp_path, mode):
+    """A plain ``import srplugins`` (another basicsr program) gets the stack fixes; the policies come with the entry."""
+    proc = run_command([sys.executable, '-c', _POLICY_PROBE, mode], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for fix in ('init_dist', 'ddp_wrapper', 'worker_seeds', 'torchvision_alias'):
+        assert result[fix], fix
+    policies = mode == 'entry'
+    assert result['scale_check'] is policies and result['vgg_lookup'] is policies
+    assert result['resume_policy'] is policies and result['resume_on_device'] is not policies
+    assert result['pkg_resources_stand_in'] is False  # test-only now: no shipped code imports pytorch_wavelets
+
+
+def test_stack_fix_resume_keeps_basicsr_rules_on_cpu(tmp_path, monkeypatch):
+    """Without policies, resume is basicsr's (newest state by name, cwd-relative), only loaded onto the CPU."""
+    monkeypatch.chdir(tmp_path)
+    states = tmp_path / 'experiments' / 'x' / 'training_states'
+    states.mkdir(parents=True)
+    torch.save({'epoch': 0, 'iter': 3, 'optimizers': [], 'schedulers': []}, states / '3.state')
+    opt = {'auto_resume': True, 'name': 'x', 'path': {'resume_state': None, 'models': 'm'}, 'num_gpu': 0}
+    state = compat.load_resume_state_on_device(opt)
+    assert state['iter'] == 3 and opt['path']['resume_state'].endswith('3.state')
+
+
+def _state_folder(tmp_path, iters, network_ok=True):
+    root = tmp_path / 'run'
+    states = root / 'experiments' / 'r' / 'training_states'
+    models = root / 'experiments' / 'r' / 'models'
+    states.mkdir(parents=True)
+    models.mkdir(parents=True)
+    for it in iters:
+        torch.save({'epoch': 0, 'iter': it, 'optimizers': [], 'schedulers': []}, states / f'{it}.state')
+        torch.save({'params': {'w': torch.ones(1)}}, models / f'net_g_{it}.pth')
+    opt = {
+        'auto_resume': True,
+        'name': 'r',
+        'root_path': str(root),
+        'num_gpu': 0,
+        'network_g': {
+            'type': 'X'
+        },
+        'path': {
+            'resume_state': None,
+            'training_states': str(states),
+            'models': str(models)
+        }
+    }
+    return opt, states, models
+
+
+@pytest.mark.parametrize('broken', ['empty_state', 'truncated_state', 'truncated_network'])
+def test_auto_resume_skips_an_unreadable_newest_state(tmp_path, broken):
+    opt, states, models = _state_folder(tmp_path, [2, 4])
+    if broken == 'empty_state':
+        victim = states / '4.state'
+        victim.write_bytes(b'')
+    else:
+        victim = states / '4.state' if broken == 'truncated_state' else models / 'net_g_4.pth'
+        data = victim.read_bytes()
+        victim.write_bytes(data[:len(data) // 2])
+    with pytest.warns(UserWarning, match=re.escape(str(victim))):
+        state = compat.load_resume_state(opt)
+    assert state['iter'] == 2 and opt['path']['resume_state'] == str(states / '2.state')
+    assert opt['path']['pretrain_network_g'] == str(models / 'net_g_2.pth')
+
+
+def test_explicit_resume_state_that_is_truncated_names_the_option(tmp_path):
+    opt, states, _ = _state_folder(tmp_path, [2])
+    (states / '2.state').write_bytes(b'PK\x03\x04 not really')
+    opt['auto_resume'] = False
+    opt['path']['resume_state'] = str(states / '2.state')
+    with pytest.raises(ValueError, match=r'path\.resume_state = .*2\.state.*truncated or not a checkpoint'):
+        compat.load_resume_state(opt)

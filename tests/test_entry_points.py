@@ -5,10 +5,12 @@ import os
 import os.path as osp
 import pytest
 import re
+import subprocess
 import sys
+import time
 import torch
 
-from tests.conftest import REPO_ROOT, load_option, write_option
+from tests.conftest import REPO_ROOT, load_option, run_command, write_option
 
 
 def _tiny_paired_data(folder, scale=2, num=4, size=32):
@@ -145,39 +147,50 @@ def _assert_state_equal(a, b, where='state'):
         assert a == b, where
 
 
-def test_train_then_auto_resume_continues_exactly(tmp_path, run_train):
-    # One training image and batch 1: basicsr resumes at the start of the saved epoch, so with one iteration per
-    # epoch the resumed run sees exactly the batches of the straight run.
-    data = _tiny_paired_data(str(tmp_path / 'data'), num=1)
-    straight = tmp_path / 'straight'
-    resumed = tmp_path / 'resumed'
-    straight.mkdir()
-    resumed.mkdir()
-    # straight run: 4 iterations
-    proc = run_train(_tiny_option(data, 'tiny_sr', 4, batch_size=1), straight)
+def _random_crop_option(data, name, total_iter):
+    """4 images, batch 1, random 16-pixel crops and flips, one DataLoader worker: the resumed epoch must continue."""
+    opt = _tiny_option(data, name, total_iter, batch_size=1)
+    opt['datasets']['train'].update(gt_size=16, use_hflip=True, use_rot=True, num_worker_per_gpu=1)
+    opt['val']['val_freq'] = 3
+    opt['logger']['save_checkpoint_freq'] = 3
+    return opt
+
+
+def test_killed_save_resumes_exactly_from_the_previous_state(tmp_path, run_train):
+    """9 iterations; the save of 9 killed (state 0 bytes, networks gone); --auto_resume from 6 gives the same files.
+
+    4 images per epoch at batch 1: iteration 6 is in the middle of the second epoch; random crops and flips are drawn
+    in a DataLoader worker, so the position in the epoch, the epoch's worker seeds and the RNG states must be restored,
+    not replayed from the epoch's start (basicsr) nor re-drawn after re-seeding.
+    """
+    data = _tiny_paired_data(str(tmp_path / 'data'), num=4)
+    opt = _random_crop_option(data, 'tiny_sr', 9)
+    proc = run_train(opt, tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    # interrupted run: 2 iterations, then --auto_resume up to 4
-    proc = run_train(_tiny_option(data, 'tiny_sr', 2, batch_size=1), resumed)
+    exp = tmp_path / 'experiments' / 'tiny_sr'
+    straight = {
+        name: _load(exp / folder / name)
+        for folder, name in [('training_states', '9.state'), ('models', 'net_g_9.pth'), ('models', 'net_g_latest.pth')]
+    }
+    saved_state = _load(exp / 'training_states' / '6.state')
+    (exp / 'training_states' / '9.state').write_bytes(b'')  # a kill -9 during the save of iteration 9
+    (exp / 'models' / 'net_g_9.pth').unlink()
+    (exp / 'models' / 'net_g_latest.pth').unlink()
+    proc = run_train(opt, tmp_path, extra_args=['--auto_resume'])
     assert proc.returncode == 0, proc.stdout[-4000:]
-    exp = resumed / 'experiments' / 'tiny_sr'
-    saved_state = _load(exp / 'training_states' / '2.state')
-    saved_net = _load(exp / 'models' / 'net_g_2.pth')
-    proc = run_train(_tiny_option(data, 'tiny_sr', 4, batch_size=1), resumed, extra_args=['--auto_resume'])
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    assert 'Resuming training from epoch: ' in proc.stdout and 'iter: 2.' in proc.stdout
-    assert re.search(r'iter:\s+3, lr:', proc.stdout), proc.stdout[-3000:]
-    assert not re.search(r'iter:\s+1, lr:', proc.stdout)
-    assert not any(p.name.startswith('tiny_sr_archived') for p in (resumed / 'experiments').iterdir())
-    # the state files kept what was saved, and the resumed run equals the straight run bit for bit
-    _assert_state_equal(_load(exp / 'training_states' / '2.state'), saved_state)
-    _assert_state_equal(_load(exp / 'models' / 'net_g_2.pth'), saved_net)
-    for name in ('net_g_4.pth', 'net_g_latest.pth'):
-        _assert_state_equal(_load(exp / 'models' / name), _load(straight / 'experiments' / 'tiny_sr' / 'models' / name))
-    state_resumed = _load(exp / 'training_states' / '4.state')
-    state_straight = _load(straight / 'experiments' / 'tiny_sr' / 'training_states' / '4.state')
-    # basicsr restarts the saved epoch on resume, so only its epoch counter differs (documented in the README)
-    assert state_resumed.pop('epoch') == state_straight.pop('epoch') - 1
-    _assert_state_equal(state_resumed, state_straight)
+    assert re.search(r'skipping the unreadable training state \S*9\.state', proc.stdout), proc.stdout[-3000:]
+    assert 'Resuming training from epoch: 1, iter: 6.' in proc.stdout, proc.stdout[-3000:]
+    assert re.search(r'iter:\s+7, lr:', proc.stdout) and not re.search(r'iter:\s+6, lr:', proc.stdout)
+    assert not any(p.name.startswith('tiny_sr_archived') for p in (tmp_path / 'experiments').iterdir())
+    _assert_state_equal(_load(exp / 'training_states' / '6.state'), saved_state)
+    # networks, and the state: epoch, iteration, optimizer, scheduler, loop position and RNG states
+    _assert_state_equal(_load(exp / 'training_states' / '9.state'), straight['9.state'], '9.state')
+    for name in ('net_g_9.pth', 'net_g_latest.pth'):
+        _assert_state_equal(_load(exp / 'models' / name), straight[name], name)
+    # log polish: ETA never negative, best iteration within the run, final validation not repeated
+    assert 'eta: -' not in proc.stdout
+    assert 'Best: ' in proc.stdout and not re.search(r'@ 1[01] iter', proc.stdout)
+    assert proc.stdout.count('Validation tiny_val') == 1  # iteration 9 is the last: no extra final validation
 
 
 def test_auto_resume_without_states_warns(tmp_path, run_train):
@@ -350,3 +363,144 @@ def test_num_threads_option():
                 _set_num_threads(bad)
     finally:
         torch.set_num_threads(old)
+
+
+def test_test_options_skip_missing_sets_and_force_yml_removes_keys(tmp_path, run_train):
+    """A test option listing a set that is not on disk evaluates the others; ``--force_yml key=~`` removes a key."""
+    from basicsr.archs.srresnet_arch import MSRResNet
+    data = _tiny_paired_data(str(tmp_path / 'data'), num=1)
+    checkpoint = tmp_path / 'tiny_x2.pth'
+    torch.save({'params': MSRResNet(num_feat=8, num_block=1, upscale=2).state_dict()}, checkpoint)
+    opt = _tiny_test_option(data, checkpoint, bicubic_baseline=False)
+    opt['datasets']['test_2'] = _tiny_paired_dataset(str(tmp_path / 'Set14'), name='Set14')
+    proc = run_train(opt, tmp_path, script='test.py')
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert re.search(r'WARNING: test set Set14 \(datasets\.test_2\) skipped: folder not found \(dataroot_gt = \S*Set14',
+                     proc.stdout), proc.stdout[-3000:]
+    assert re.search(r'Validation tiny_test_set\n\s+# psnr: \d+\.\d+', proc.stdout)
+    proc = run_train(opt, tmp_path, script='test.py', extra_args=['--force_yml', 'datasets:test_2=~'])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'Set14' not in proc.stdout and 'Validation tiny_test_set' in proc.stdout
+
+
+def test_option_problems_are_reported_before_training(tmp_path, run_train):
+    """A misspelled key is a warning with the closest key; a batch larger than the data is an error, exit 2."""
+    data = _tiny_paired_data(str(tmp_path / 'data'), num=2)
+    opt = _tiny_option(data, 'tiny_opts', 2, batch_size=4)
+    opt['train']['ema_decy'] = 0.999
+    proc = run_train(opt, tmp_path)
+    assert proc.returncode == 2, proc.stdout[-4000:]
+    assert 'unknown option key train.ema_decy (did you mean ema_decay?)' in proc.stdout
+    assert re.search(r'error: option datasets\.train\.batch_size_per_gpu = 4 is larger than the samples', proc.stdout)
+    assert 'Traceback' not in proc.stdout
+    assert not list((tmp_path / 'experiments' / 'tiny_opts' / 'models').iterdir())
+    proc = run_train(opt, tmp_path, extra_args=['--strict_options'])
+    assert proc.returncode == 2 and 'error: unknown option key(s): train.ema_decy' in proc.stdout
+
+
+_HEALTH_STOP = r'''
+import sys, types
+import srplugins  # isort: split
+try:
+    from srplugins.utils.health import TrainingHealthError
+except ImportError:  # stand-in until the training-health guard exists
+    class TrainingHealthError(RuntimeError):
+        pass
+    module = types.ModuleType('srplugins.utils.health')
+    module.TrainingHealthError = TrainingHealthError
+    sys.modules['srplugins.utils.health'] = module
+from basicsr.models.sr_model import SRModel
+
+
+def optimize_parameters(self, current_iter):
+    raise TrainingHealthError(f'non-finite loss at iter {current_iter}: l_pix=inf')
+
+
+SRModel.optimize_parameters = optimize_parameters
+from srplugins.utils.entry import run_train
+run_train(sys.argv[1:])
+'''
+
+
+def test_training_health_stop_exits_3_with_the_message(tmp_path):
+    data = _tiny_paired_data(str(tmp_path / 'data'), num=1)
+    opt_path = write_option(_tiny_option(data, 'tiny_health', 2, batch_size=1), tmp_path)
+    proc = subprocess.run([sys.executable, '-c', _HEALTH_STOP, '-opt', opt_path],
+                          cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=REPO_ROOT, OMP_NUM_THREADS='1'),
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert 'Training stopped: non-finite loss at iter 1: l_pix=inf' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+_FROZEN_RANK = r'''
+import os, sys, time
+import srplugins  # isort: split
+from basicsr.models.sr_model import SRModel
+
+original = SRModel.optimize_parameters
+
+
+def optimize_parameters(self, current_iter):
+    if current_iter == 2 and os.environ.get('RANK') == '1':
+        time.sleep(120)  # a frozen rank
+    return original(self, current_iter)
+
+
+SRModel.optimize_parameters = optimize_parameters
+from srplugins.utils.entry import run_train
+run_train(sys.argv[1:])
+'''
+
+
+def test_frozen_ddp_rank_ends_the_run_after_dist_params_timeout(tmp_path, run_train):
+    if torch.cuda.is_available():
+        pytest.skip('CPU distributed test')
+    data = _tiny_paired_data(str(tmp_path / 'data'))
+    opt = _tiny_option(data, 'tiny_frozen', 4)
+    opt['dist_params']['timeout'] = 5
+    script = tmp_path / 'frozen.py'
+    script.write_text(_FROZEN_RANK)
+    port = str(29450 + os.getpid() % 100)
+    start = time.time()
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}', str(script)]
+    cmd += ['-opt', write_option(opt, tmp_path), '--launcher', 'pytorch']
+    proc = run_command(cmd, tmp_path, timeout=110)
+    assert proc.returncode != 0
+    assert time.time() - start < 100
+    assert 'The wait is bounded by the option dist_params.timeout (now 5 s)' in proc.stdout, proc.stdout[-4000:]
+
+
+def test_two_nodes_one_process_each_through_torchrun(tmp_path):
+    """``torchrun --nnodes 2 --node_rank i`` with a static rendezvous on 127.0.0.1: two 'nodes' train 2 iterations."""
+    if torch.cuda.is_available():
+        pytest.skip('CPU distributed test')
+    data = _tiny_paired_data(str(tmp_path / 'data'))
+    opt = _tiny_option(data, 'tiny_2nodes', 2)
+    opt['num_gpu'] = 'auto'
+    opt_path = write_option(opt, tmp_path)
+    port = str(29350 + os.getpid() % 100)
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    train = [osp.join(REPO_ROOT, 'srplugins', 'train.py'), '-opt', opt_path, '--launcher', 'pytorch']
+    nodes = []
+    for rank in (0, 1):
+        torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nnodes=2', f'--node_rank={rank}']
+        torchrun += ['--nproc_per_node=1', '--master_addr=127.0.0.1', f'--master_port={port}']
+        nodes.append(
+            subprocess.Popen(
+                torchrun + train,
+                cwd=str(tmp_path),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True))
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    for node, out in zip(nodes, outputs):
+        assert node.returncode == 0, out[-4000:]
+    assert 'World size (gpu number): 2' in outputs[0]
+    models = tmp_path / 'experiments' / 'tiny_2nodes' / 'models'
+    assert sorted(p.name for p in models.iterdir()) == ['net_g_2.pth', 'net_g_latest.pth']
