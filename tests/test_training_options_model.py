@@ -440,3 +440,31 @@ def test_blown_up_a2n_demo_stops_without_nonfinite_checkpoint(tmp_path, run_trai
     for path in glob.glob(str(tmp_path / 'experiments' / '*' / 'models' / '*.pth')):
         params = torch.load(path, weights_only=True)['params']
         assert all(bool(torch.isfinite(v).all()) for v in params.values()), path
+
+
+def test_validation_reports_collapsed_outputs_by_name(tmp_path, basicsr_log):
+    import cv2
+    from basicsr.data import build_dataloader, build_dataset
+    for sub, size in (('HR', 32), ('LR', 16)):
+        os.makedirs(tmp_path / sub)
+        cv2.imwrite(str(tmp_path / sub / 'black.png'), np.zeros((size, size, 3), np.uint8))
+        cv2.imwrite(
+            str(tmp_path / sub / 'photo.png'),
+            np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8))
+    ds_opt = {
+        'name': 'tiny_val',
+        'type': 'PairedImageDataset',
+        'phase': 'val',
+        'scale': 2,
+        'dataroot_gt': str(tmp_path / 'HR'),
+        'dataroot_lq': str(tmp_path / 'LR'),
+        'filename_tmpl': '{}',
+        'io_backend': {
+            'type': 'disk'
+        }
+    }
+    model = _build(_opt(tmp_path))  # MSRResNet with zero biases: a black input gives an exactly black output
+    loader = build_dataloader(build_dataset(ds_opt), ds_opt, num_gpu=0, dist=False)
+    model.validation(loader, current_iter=3, tb_logger=None, save_img=False)
+    assert re.search(r'Validation tiny_val at iter 3: output of black collapsed \(all black', basicsr_log.text)
+    assert 'output of photo' not in basicsr_log.text
