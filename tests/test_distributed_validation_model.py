@@ -2,7 +2,6 @@
 images) and the all-reduced metrics equal basicsr's own rank-0 ``SRModel`` validation to 1e-6."""
 import copy
 import json
-import os
 import os.path as osp
 import pytest
 import torch
