@@ -417,8 +417,9 @@ def test_collapse_reason():
 
 
 def test_blown_up_a2n_demo_stops_without_nonfinite_checkpoint(tmp_path, run_train, demo_data):
-    """The A2N demo recipe with lr 1e30 through srplugins/train.py: stops with the log line, exit non-zero, and every
-    network file it left is finite."""
+    """The A2N demo recipe (on SRPlusModel, bf16 + channels_last from the command line) with lr 1e30 through
+    srplugins/train.py: logs the precision line, stops with the non-finite line, exit non-zero, and every network file
+    it left is finite."""
     opt = load_option('options/demo/demo_A2N_x2.yml')
     opt['model_type'] = 'SRPlusModel'
     opt['network_g'] = copy.deepcopy(TINY_A2N)
@@ -434,7 +435,8 @@ def test_blown_up_a2n_demo_stops_without_nonfinite_checkpoint(tmp_path, run_trai
     opt['train'].update(total_iter=6)
     opt['train']['optim_g']['lr'] = 1e30
     opt['logger'].update(print_freq=1, save_checkpoint_freq=1)
-    proc = run_train(opt, tmp_path)
+    proc = run_train(opt, tmp_path, extra_args=['--force_yml', 'train:amp=bf16', 'train:channels_last=true'])
+    assert 'precision: bf16 autocast, channels_last: True, compile: False' in proc.stdout, proc.stdout[-3000:]
     assert proc.returncode != 0, proc.stdout[-3000:]
     assert re.search(r'non-finite loss at iter \d+: l_pix=(inf|nan)', proc.stdout), proc.stdout[-3000:]
     for path in glob.glob(str(tmp_path / 'experiments' / '*' / 'models' / '*.pth')):
