@@ -161,6 +161,16 @@ def test_precision_line_logged(tmp_path, basicsr_log):
     assert 'precision: bf16 autocast, channels_last: True, compile: False' in basicsr_log.text
 
 
+def test_compile_option(tmp_path, basicsr_log, monkeypatch):
+    model = _build(_opt(tmp_path, compile='reduce-overhead'))
+    assert 'compile: True (mode reduce-overhead)' in basicsr_log.text
+    assert model.net_g._compiled_call_impl is not None  # compiled in place: keys and checkpoints unchanged
+    assert set(model.net_g.state_dict()) == set(build_network(copy.deepcopy(TINY_MSR)).state_dict())
+    monkeypatch.setattr(torch._dynamo, 'is_dynamo_supported', lambda: False)
+    with pytest.raises(ValueError, match=r'train\.compile: torch\.compile is not supported'):
+        _build(_opt(tmp_path, compile=True))
+
+
 def test_bf16_demo_recipe_close_to_fp32(tmp_path, demo_data):
     """The A2N demo recipe (smaller A2N) on demo crops: bf16 losses finite and within a few % of fp32; weights and
     validation output stay float32."""

@@ -305,6 +305,7 @@ class TrainingOptionsMixin:
     _routed_optimizer = None
     _step_failure = None
     _health_skips = 0
+    _current_iter = 1
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
