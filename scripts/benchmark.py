@@ -18,6 +18,12 @@ Subcommands:
                  (``--torch``) and KAIR's reference, with the differences to KAIR / to the per-sample path
                  (PASS: |mean diff| <= 0.3 dB and |std diff| <= 0.2 dB).
 
+    train-step   Iterations/s of a recipe's training step (generator + discriminator for GAN recipes) on random batches
+                 of the recipe's size: srplugins' drop-in model (``SRGANPlusModel`` / ``SRPlusModel``, or the recipe's
+                 own srplugins model) with amp off / bf16 / fp16 and channels_last off / on, against basicsr's own
+                 ``SRGANModel`` / ``SRModel`` (fp32) in the same run. Variants run round-robin, one step each, so the
+                 machine's load hits all of them alike; the median step time of each is reported.
+
 KAIR is imported with two compatibility patches for SciPy >= 1.14 (``np.finfo`` for ``scipy.finfo``;
 ``RectBivariateSpline(kx=1, ky=1)`` for ``interp2d``) and stub matplotlib modules when matplotlib is missing. KAIR is
 never copied; point --kair_root at a checkout (``git clone https://github.com/cszn/KAIR``).
@@ -31,6 +37,8 @@ Examples:
     python scripts/benchmark.py infer --tiled --frames 0                     # tile_forward vs RealESRGANer
     python scripts/benchmark.py infer --memory --frames 0                    # peak RSS untiled vs tiled
     python scripts/benchmark.py infer --device cuda --frames 20              # 1080p frames/s per precision
+    python scripts/benchmark.py train-step --opt options/demo/demo_SRGAN_x4.yml --iters 20 --threads 2
+    python scripts/benchmark.py train-step --opt options/train/RealESRGAN/train_RealESRGAN_x4plus.yml --device cuda
 """
 import argparse
 import math
@@ -182,32 +190,84 @@ def _timed(fn, img, num):
     return time.perf_counter() - start
 
 
+def _pin_threads(threads):
+    """The same intra-op thread count for OpenCV (ours, KAIR) and torch (batched path) in this process."""
+    import cv2
+    import torch
+    if threads > 0:
+        cv2.setNumThreads(threads)
+        torch.set_num_threads(threads)
+
+
+def _timed_indices(fn, img, indices):
+    start = time.perf_counter()
+    for i in indices:
+        fn(img, i)
+    return time.perf_counter() - start
+
+
 def cmd_degradation(args):
+    """Ours (per-sample), ours (batched torch) and KAIR interleaved chunk by chunk, threads pinned on both sides.
+
+    Each chunk (``--batch`` samples with ``--torch``, else 10) runs the per-sample path, KAIR and the torch batch
+    back to back, so a change of the machine's load affects every path alike; the speed-ups are reported as total
+    ratios and as the median of the per-chunk ratios.
+    """
     kair = load_kair(args.kair_root)
+    _pin_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     img = rng.random((args.hr_size, args.hr_size,
                       3), dtype=np.float32) if args.image == 'random' else hr_crop(args.image, args.hr_size)
     name = 'bsrgan_plus' if args.plus else 'bsrgan'
     print(f'{name} degradation, HR {args.hr_size}x{args.hr_size}, x{args.scale}, LQ {args.lq_size}, '
-          f'{args.num} samples, OpenCV threads {_cv2_threads()}, torch threads {_torch_threads()}, image {args.image}')
-    rows = {'ours': ('ours (per-sample, numpy/OpenCV)', _timed(_ours(args), img, args.num))}
+          f'{args.num} samples, OpenCV threads {_cv2_threads()}, torch threads {_torch_threads()}, image {args.image}, '
+          'interleaved chunks')
+    ours_fn = _ours(args)
+    kair_fn = _kair(args, kair) if kair is not None else None
+    chunk = args.batch if args.torch else 10
+    chunks = {'ours': [], 'torch': [], 'KAIR': []}
+    calls = []
     if args.torch:
-        seconds, _, calls = _torch_batches(args, img, args.num, False)
-        label = f'ours (batched torch, {_device_name(args.device)}, batch {args.batch})'
-        rows['torch'] = (label, seconds)
-    if kair is not None:
-        rows['KAIR'] = ('KAIR utils_blindsr (patched, CPU)', _timed(_kair(args, kair), img, args.num))
+        import torch
+        device = torch.device(args.device)
+        degrader = _torch_degrader(args)
+        hr = torch.from_numpy(img).permute(2, 0, 1)[None].to(device)
+        degrader(hr.expand(min(args.batch, args.num), -1, -1, -1).contiguous(), [args.seed, 10**6])  # warm-up
+    done, step = 0, 0
+    while done < args.num:
+        b = min(chunk, args.num - done)
+        indices = range(done, done + b)
+        chunks['ours'].append(_timed_indices(ours_fn, img, indices))
+        if kair_fn is not None:
+            chunks['KAIR'].append(_timed_indices(kair_fn, img, indices))
+        if args.torch:
+            batch = hr.expand(b, -1, -1, -1).contiguous()
+            start = _clock(device)
+            degrader(batch, [args.seed, step])
+            chunks['torch'].append(_clock(device) - start)
+            calls.append(degrader.last_num_calls)
+        done += b
+        step += 1
+    rows = {'ours': ('ours (per-sample, numpy/OpenCV)', sum(chunks['ours']))}
+    if args.torch:
+        rows['torch'] = (f'ours (batched torch, {_device_name(args.device)}, batch {args.batch})', sum(chunks['torch']))
+        calls = float(np.mean(calls))
+    if kair_fn is not None:
+        rows['KAIR'] = ('KAIR utils_blindsr (patched, CPU)', sum(chunks['KAIR']))
     for label, seconds in rows.values():
         print(f'  {label:52s} {args.num / seconds:8.1f} images/s  ({1000 * seconds / args.num:.2f} ms/image)')
     if args.torch:
         print(f'  batched torch path: {calls:.1f} batched calls per batch ({args.torch_mode} sizes)')
+        print(f'  batched torch / per-sample time per image: {rows["torch"][1] / rows["ours"][1]:.2f}x')
     if kair is None:
         print('  targets not checked: KAIR not given (--kair_root or $KAIR_ROOT)')
         return 0
     kair_seconds = rows['KAIR'][1]
     for key, (label, seconds) in rows.items():
         if key != 'KAIR':
-            print(f'  speed-up {label} / KAIR: {kair_seconds / seconds:.2f}x')
+            median = float(np.median(np.array(chunks['KAIR']) / np.array(chunks[key])))
+            print(f'  speed-up {label} / KAIR: {kair_seconds / seconds:.2f}x (median of {len(chunks[key])} '
+                  f'interleaved chunks {median:.2f}x)')
     status = 0
     targets = [('ours', 3.0, 'per-sample CPU path')]
     if args.torch:
@@ -263,6 +323,169 @@ def cmd_fidelity(args):
         print(f'pooled over seeds {seeds}, N={args.num * len(runs)}:')
         status = _report_fidelity(pooled, args.num * len(runs))
     return status
+
+
+# --------------------------------------------------------------------------------------------------------------- #
+#  train-step
+# --------------------------------------------------------------------------------------------------------------- #
+_PLUS_OF = {'SRGANModel': 'SRGANPlusModel', 'SRModel': 'SRPlusModel'}
+
+
+def _read_recipe(path):
+    import srplugins  # noqa: F401
+    # isort: split
+    import yaml
+    from basicsr.utils.options import ordered_yaml
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'--opt {path!r}: option file not found')
+    with open(path, encoding='utf-8') as f:
+        return yaml.load(f, Loader=ordered_yaml()[0])
+
+
+def _train_step_models(recipe):
+    """(our model type, basicsr baseline model type) for a recipe."""
+    import srplugins  # noqa: F401
+    # isort: split
+    from basicsr.models.srgan_model import SRGANModel
+    from basicsr.utils.registry import MODEL_REGISTRY
+    model_type = recipe['model_type']
+    if model_type in _PLUS_OF:
+        return _PLUS_OF[model_type], model_type
+    cls = MODEL_REGISTRY.get(model_type)
+    if not hasattr(cls, '_controlled_step'):
+        raise ValueError(f'model_type {model_type} of the recipe has no srplugins training options')
+    return model_type, 'SRGANModel' if issubclass(cls, SRGANModel) else 'SRModel'
+
+
+def _train_step_opt(recipe,
+                    model_type,
+                    device,
+                    folder,
+                    amp=None,
+                    channels_last=False,
+                    compile_mode=False,
+                    perceptual=True):
+    import copy
+    opt = copy.deepcopy(recipe)
+    opt.update(
+        model_type=model_type,
+        is_train=True,
+        dist=False,
+        rank=0,
+        world_size=1,
+        num_gpu=1 if device.type == 'cuda' else 0,
+        high_order_degradation=False)
+    opt['path'] = {
+        'pretrain_network_g': None,
+        'pretrain_network_d': None,
+        'strict_load_g': True,
+        'models': folder,
+        'training_states': folder,
+        'visualization': folder
+    }
+    train = opt['train']
+    for key in ('amp', 'channels_last', 'compile', 'accum_iter', 'grad_clip'):
+        train.pop(key, None)
+    train.update(net_d_iters=1, net_d_init_iters=0)  # every step updates G and D
+    if not perceptual:
+        train.pop('perceptual_opt', None)
+    if amp is not None:  # ours
+        train.update(amp=amp, channels_last=channels_last, compile=compile_mode)
+    return opt
+
+
+def _train_step_batch(recipe, batch, device):
+    import torch
+    scale = recipe['scale']
+    train_set = recipe['datasets']['train']
+    gt_size = recipe.get('gt_size') or train_set.get('gt_size', 128)
+    batch = batch or train_set.get('batch_size_per_gpu', 4)
+    channels = recipe['network_g'].get('num_in_ch', 3)
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.nn.functional.avg_pool2d(torch.rand(batch, channels, gt_size, gt_size, generator=gen), 3, 1, 1)
+    return {'lq': torch.nn.functional.avg_pool2d(gt, scale).to(device), 'gt': gt.to(device)}, gt_size, batch
+
+
+def _amp_available(device, dtype):
+    import torch
+    try:
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            conv = torch.nn.Conv2d(3, 3, 3).to(device)
+            return conv(torch.rand(1, 3, 8, 8, device=device)).dtype == dtype
+    except Exception:
+        return False
+
+
+def cmd_train_step(args):
+    import srplugins  # noqa: F401
+    # isort: split
+    import statistics
+    import tempfile
+    import torch
+    from basicsr.models import build_model
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    args.compile = {'true': True, 'false': False}.get(str(args.compile).lower(), args.compile)
+    recipe = _read_recipe(args.opt)
+    ours, baseline = _train_step_models(recipe)
+    data, gt_size, batch = _train_step_batch(recipe, args.batch, device)
+    amps = [a for a in (args.amp or ('off,bf16,fp16' if device.type == 'cuda' else 'off,bf16')).split(',') if a]
+    unknown = sorted(set(amps) - {'off', 'bf16', 'fp16'})
+    if unknown:
+        raise ValueError(f'--amp: unknown precision(s) {unknown}; use off, bf16, fp16')
+    variants = [(f'basicsr {baseline} fp32', baseline, None, False)]
+    for amp in amps:
+        dtype = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]
+        if dtype is not None and not _amp_available(device, dtype):
+            print(f'  {amp}: autocast not available on {device}, skipped')
+            continue
+        for channels_last in (False, True):
+            label = f'ours {ours} {"fp32" if amp == "off" else amp}{" channels_last" if channels_last else ""}'
+            variants.append((label, ours, amp, channels_last))
+    print(f'train-step: {args.opt} ({recipe["model_type"]}), {recipe["network_g"]["type"]}'
+          f'{" + " + recipe["network_d"]["type"] if "network_d" in recipe else ""}, batch {batch}, GT {gt_size}, '
+          f'x{recipe["scale"]}, device {_device_name(args.device)}, torch threads {torch.get_num_threads()}, '
+          f'{args.iters} timed steps each after {args.warmup} warm-up, round-robin')
+    perceptual = not args.no_perceptual
+    models = []
+    with tempfile.TemporaryDirectory() as folder:
+        for label, model_type, amp, channels_last in variants:
+            torch.manual_seed(0)
+            opt = _train_step_opt(recipe, model_type, device, folder, amp, channels_last, args.compile, perceptual)
+            try:
+                model = build_model(opt)
+            except (FileNotFoundError, OSError, RuntimeError) as err:
+                if not perceptual or 'perceptual_opt' not in recipe['train']:
+                    raise
+                print(f'  perceptual loss dropped for every variant (cannot build it here: {str(err)[:120]})')
+                perceptual = False
+                models = []
+                break
+            models.append((label, model))
+        if not models:  # rebuilt without the perceptual loss
+            for label, model_type, amp, channels_last in variants:
+                torch.manual_seed(0)
+                models.append((label,
+                               build_model(
+                                   _train_step_opt(recipe, model_type, device, folder, amp, channels_last, args.compile,
+                                                   False))))
+        times = {label: [] for label, _ in models}
+        for it in range(1, args.warmup + args.iters + 1):
+            for label, model in models:
+                start = _clock(device)
+                model.feed_data(data)
+                model.optimize_parameters(it)
+                seconds = _clock(device) - start
+                if it > args.warmup:
+                    times[label].append(seconds)
+        base = statistics.median(times[models[0][0]])
+        for label, model in models:
+            med = statistics.median(times[label])
+            finite = all(math.isfinite(v) for v in model.get_current_log().values())
+            print(f'  {label:52s} {1000 * med:9.1f} ms/step {1 / med:7.2f} it/s  x{base / med:5.2f} vs basicsr'
+                  f'{"" if finite else "  NON-FINITE LOSSES"}')
+    return 0
 
 
 def _cv2_threads():
@@ -463,6 +686,23 @@ def add_infer_parser(sub):
     return p
 
 
+def _add_train_step_parser(sub):
+    p = sub.add_parser('train-step', help="iterations/s of a recipe's training step, ours vs basicsr's model")
+    p.add_argument('--opt', default='options/demo/demo_SRGAN_x4.yml', help='recipe (option file)')
+    p.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'cuda:1'")
+    p.add_argument('--batch', type=int, default=0, help="batch size (default: the recipe's batch_size_per_gpu)")
+    p.add_argument('--iters', type=int, default=10, help='timed steps per variant')
+    p.add_argument('--warmup', type=int, default=2, help='untimed steps per variant first')
+    p.add_argument(
+        '--amp',
+        default=None,
+        help='comma-separated precisions of our model to time (default: off,bf16 on CPU, where fp16 autocast is '
+        'emulated and ~25x slower; off,bf16,fp16 on CUDA)')
+    p.add_argument('--compile', default=False, help='train.compile for our variants (false, true or a mode)')
+    p.add_argument('--threads', type=int, default=0, help='torch intra-op threads (0: leave as is)')
+    p.add_argument('--no_perceptual', action='store_true', help='drop the perceptual loss (no VGG weights needed)')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -478,6 +718,12 @@ def main(argv=None):
         p.add_argument('--hr_size', type=int, default=288, help='HR patch side (default 288)')
         p.add_argument('--lq_size', type=int, default=72, help='LQ patch side (default 72)')
         p.add_argument('--seed', type=int, default=0)
+        if name == 'degradation':
+            p.add_argument(
+                '--threads',
+                type=int,
+                default=1,
+                help='OpenCV and torch intra-op threads, pinned alike for every path (default 1; 0: leave as is)')
         if name == 'fidelity':
             p.add_argument(
                 '--seeds',
@@ -502,9 +748,12 @@ def main(argv=None):
             help="batched calls at each sample's own size ('exact', the CPU default) or padded to the largest one "
             "of a power-of-two size class ('padded', the CUDA default); 'auto' follows the device")
     add_infer_parser(sub)
+    _add_train_step_parser(sub)
     args = parser.parse_args(argv)
     if args.command == 'infer':
         return cmd_infer(args) or 0
+    if args.command == 'train-step':
+        return cmd_train_step(args) or 0
     if args.hr_size < args.lq_size * args.scale:
         parser.error(f'--hr_size ({args.hr_size}) must be >= lq_size*scale ({args.lq_size * args.scale})')
     return {'degradation': cmd_degradation, 'fidelity': cmd_fidelity}[args.command](args) or 0

@@ -477,3 +477,18 @@ def test_sr_model_logs_discriminator_probabilities(tmp_path):
         fake = torch.sigmoid(model.net_d(model.high(model.net_g(batch['lq_real'])))).mean()
     assert log['out_d_real'] == pytest.approx(real.item(), rel=1e-5)
     assert log['out_d_fake'] == pytest.approx(fake.item(), rel=1e-5)
+
+
+def test_dsn_bundle_written_atomically_and_never_nonfinite(tmp_path):
+    from srplugins.utils.health import TrainingHealthError
+    torch.manual_seed(0)
+    model = build_model(dsn_opt(tmp_path))
+    model.save_dsn_bundle(3)
+    assert sorted(os.listdir(tmp_path / 'models')) == ['dsn_3.pth']  # no temporary file left
+    with torch.no_grad():
+        next(model.net_d.parameters()).fill_(float('inf'))
+    with pytest.raises(TrainingHealthError, match=r'refusing to save dsn_4\.pth: params_d'):
+        model.save_dsn_bundle(4)
+    with pytest.raises(TrainingHealthError, match=r'refusing to save net_d_4\.pth: network net_d'):
+        model.save(epoch=0, current_iter=4)
+    assert sorted(os.listdir(tmp_path / 'models')) == ['dsn_3.pth', 'net_g_4.pth']

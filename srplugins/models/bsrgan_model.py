@@ -26,6 +26,7 @@ from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from srplugins.data.bsrgan_dataset import degrade_on_option
+from srplugins.models.training_options import TrainingOptionsMixin
 from srplugins.ops.bsrgan_degradation_torch import TorchBSRGANDegradation
 
 
@@ -79,7 +80,7 @@ class _DeviceDegradationMixin:
 
 
 @MODEL_REGISTRY.register()
-class BSRNetModel(_DeviceDegradationMixin, SRModel):
+class BSRNetModel(_DeviceDegradationMixin, TrainingOptionsMixin, SRModel):
     """BSRNet (PSNR-oriented stage, L1 only): basicsr's ``SRModel`` with optional on-device BSRGAN degradation.
 
     Args:
@@ -94,7 +95,7 @@ class BSRNetModel(_DeviceDegradationMixin, SRModel):
 
 
 @MODEL_REGISTRY.register()
-class BSRGANModel(_DeviceDegradationMixin, SRGANModel):
+class BSRGANModel(_DeviceDegradationMixin, TrainingOptionsMixin, SRGANModel):
     """BSRGAN (L1 + perceptual + GAN): basicsr's ``SRGANModel`` with optional on-device BSRGAN degradation.
 
     Args:

@@ -36,7 +36,9 @@ from collections import OrderedDict
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from srplugins.models.training_options import TrainingOptionsMixin, _plain
 from srplugins.ops.frequency import FILTER_TYPES, frequency_separation
+from srplugins.utils.health import TrainingHealthError, nonfinite_tensors
 
 DSN_BUNDLE_FORMAT = 'srplugins.DASR.dsn.v1'
 
@@ -104,7 +106,7 @@ def _optional_loss(train_opt, key, default):
 
 
 @MODEL_REGISTRY.register()
-class DASRDownsamplerModel(SRGANModel):
+class DASRDownsamplerModel(TrainingOptionsMixin, SRGANModel):
     """Trains the DASR down-sampling network ``G_d`` and its frequency-separation discriminator ``D_y`` (Sec. 3.1).
 
     Networks: ``network_g`` = ``DASRDownsampler`` (HR -> LR, or bicubic LR -> LR when its ``scale`` is 1),
@@ -269,7 +271,8 @@ class DASRDownsamplerModel(SRGANModel):
                 from basicsr.utils.matlab_functions import imresize
                 scale = self.opt.get('scale', 4)
                 net_in = torch.stack([imresize(img.cpu(), 1 / scale).clamp(0, 1) for img in self.lq]).to(self.device)
-            self.output = self.net_g(net_in)
+            self.output = self.network_forward(
+                self.net_g, net_in, scale=1 if self._input_is_bicubic else 1 / self.opt.get('scale', 4))
         self.net_g.train()
 
     def save(self, epoch, current_iter):
@@ -299,11 +302,16 @@ class DASRDownsamplerModel(SRGANModel):
             }
         }
         label = 'latest' if current_iter == -1 else current_iter
-        torch.save(bundle, osp.join(self.opt['path']['models'], f'dsn_{label}.pth'))
+        for key in ('params_g', 'params_d'):
+            bad = nonfinite_tensors(bundle[key])
+            if bad:
+                raise TrainingHealthError(f'refusing to save dsn_{label}.pth: {key} holds non-finite values in '
+                                          f'{len(bad)} tensors (first: {bad[0]})')
+        self._save_with_retries(_plain(bundle), osp.join(self.opt['path']['models'], f'dsn_{label}.pth'), 'model')
 
 
 @MODEL_REGISTRY.register()
-class DASRModel(SRGANModel):
+class DASRModel(TrainingOptionsMixin, SRGANModel):
     """Domain-distance aware SR training (DASR Sec. 3.2; official ``DASR_Model``).
 
     Every batch of ``DASRPairedDataset`` holds ``B`` generated pairs (``lq``, ``gt``, ``ddm``) and ``B`` unpaired

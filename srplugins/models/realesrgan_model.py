@@ -36,6 +36,8 @@ from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils import DiffJPEG, USMSharp
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from srplugins.models.training_options import TrainingOptionsMixin
+
 # top-level option -> expected form, read by basicsr's feed_data for the second-order degradation
 _PROBABILITY_TRIPLES = ('resize_prob', 'resize_prob2')  # [up, down, keep]
 _PROBABILITIES = ('gaussian_noise_prob', 'gray_noise_prob', 'second_blur_prob', 'gaussian_noise_prob2',
@@ -201,7 +203,7 @@ class _AnyDeviceDegradationMixin:
 
 
 @MODEL_REGISTRY.register()
-class RealESRNetAnyDeviceModel(_AnyDeviceDegradationMixin, RealESRNetModel):
+class RealESRNetAnyDeviceModel(_AnyDeviceDegradationMixin, TrainingOptionsMixin, RealESRNetModel):
     """Real-ESRNet (stage 1: L1 only) with on-the-fly second-order degradation on the model's device.
 
     Inherits basicsr's ``RealESRNetModel`` (``feed_data`` degradation, validation without degradation) and
@@ -225,7 +227,7 @@ class RealESRNetAnyDeviceModel(_AnyDeviceDegradationMixin, RealESRNetModel):
 
 
 @MODEL_REGISTRY.register()
-class RealESRGANAnyDeviceModel(_AnyDeviceDegradationMixin, RealESRGANModel):
+class RealESRGANAnyDeviceModel(_AnyDeviceDegradationMixin, TrainingOptionsMixin, RealESRGANModel):
     """Real-ESRGAN (stage 2: L1 + perceptual + GAN) with on-the-fly second-order degradation on the model's device.
 
     Inherits basicsr's ``RealESRGANModel`` (``feed_data`` degradation, ``optimize_parameters`` with separate real and

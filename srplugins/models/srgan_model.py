@@ -18,6 +18,7 @@ from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from srplugins.archs.srgan_arch import parse_output_range
+from srplugins.models.training_options import TrainingOptionsMixin
 
 
 class SignedRangeMixin:
@@ -46,7 +47,7 @@ class SignedRangeMixin:
 
 
 @MODEL_REGISTRY.register()
-class SRResNetTanhModel(SignedRangeMixin, SRModel):
+class SRResNetTanhModel(SignedRangeMixin, TrainingOptionsMixin, SRModel):
     """``SRModel`` for ``SRResNet(output_range=[-1, 1])``: MSE pre-training against HR in [-1, 1]."""
 
     _plain_model = 'SRModel'
@@ -57,7 +58,7 @@ class SRResNetTanhModel(SignedRangeMixin, SRModel):
 
 
 @MODEL_REGISTRY.register()
-class SRGANTanhModel(SignedRangeMixin, SRGANModel):
+class SRGANTanhModel(SignedRangeMixin, TrainingOptionsMixin, SRGANModel):
     """``SRGANModel`` for ``SRResNet(output_range=[-1, 1])``: D judges HR and SR in [-1, 1], as in the paper."""
 
     _plain_model = 'SRGANModel'
