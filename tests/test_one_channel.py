@@ -118,3 +118,16 @@ def test_realesrgan_models_degrade_and_train_on_one_channel(tmp_path, gan):
     assert model.opt['gray_noise_prob'] == 1.0  # restored after the degradation
     model.optimize_parameters(1)
     assert all(np.isfinite(v) for v in model.get_current_log().values())
+
+
+def test_bsrnet_model_degrades_one_channel_batches_on_device(tmp_path):
+    from tests.test_bsrgan_model import GT_SIZE, SCALE, P, _opt
+    opt = _opt(tmp_path)
+    opt['network_g'].update(num_in_ch=1, num_out_ch=1)
+    opt['datasets']['train']['color'] = 'gray'
+    model = build_model(opt)
+    torch.manual_seed(0)
+    model.feed_data({'gt': torch.rand(3, 1, GT_SIZE, GT_SIZE)})
+    assert model.lq.shape == (3, 1, P, P) and model.gt.shape == (3, 1, P * SCALE, P * SCALE)
+    model.optimize_parameters(1)
+    assert all(np.isfinite(v) for v in model.get_current_log().values())
