@@ -117,6 +117,8 @@ def test_non_image_files_are_ignored_and_empty_folder_is_an_error(tmp_path, capl
     gt, lq = _pairs(tmp_path)
     (tmp_path / 'gt' / 'notes.txt').write_text('x')
     (tmp_path / 'lq' / 'Thumbs.db').write_bytes(b'\0')
+    (tmp_path / 'gt' / 'X2').mkdir()  # sub-folders are not scanned (basicsr's folder mode is not recursive)
+    cv2.imwrite(str(tmp_path / 'gt' / 'X2' / 'a.png'), np.zeros((4, 4, 3), np.uint8))
     ds = SRPairedImageDataset(_opt(gt, lq))
     assert len(ds) == 3 and all(p['gt_path'].endswith('.png') for p in ds.paths)
     (tmp_path / 'empty_gt').mkdir()

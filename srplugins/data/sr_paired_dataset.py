@@ -35,11 +35,11 @@ COLORS = ('rgb', 'gray', 'y')
 
 
 def _image_files(folder, option):
-    """Sorted relative paths of the images under ``folder`` (recursive); other files are ignored with a warning."""
+    """Sorted names of the images in ``folder`` (not recursive, as basicsr); other files are ignored with a warning."""
     if not folder or not osp.isdir(folder):
         raise FileNotFoundError(f'datasets option {option}: folder {folder!r} does not exist (expected a folder of '
                                 'images).')
-    files = sorted(scandir(folder, recursive=True))
+    files = sorted(scandir(folder, recursive=False))
     images = [f for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
     ignored = [f for f in files if not f.lower().endswith(IMAGE_EXTENSIONS)]
     if ignored:
@@ -51,12 +51,12 @@ def _image_files(folder, option):
     return images
 
 
-def _lq_name(gt_rel, filename_tmpl, lq_set):
+def _lq_name(gt_rel, filename_tmpl, exists):
     """LQ partner of a GT file: ``filename_tmpl.format(stem)`` with the GT's extension, else any image extension."""
     stem, ext = osp.splitext(gt_rel)
     base = osp.join(osp.dirname(stem), filename_tmpl.format(osp.basename(stem)))
     candidates = [base + ext] + [base + e for e in IMAGE_EXTENSIONS] + [base + e.upper() for e in IMAGE_EXTENSIONS]
-    return next((c for c in candidates if c in lq_set), None), base + ext
+    return next((c for c in candidates if exists(c)), None), base + ext
 
 
 def paired_paths(lq_folder, gt_folder, filename_tmpl, meta_info_file=None):
@@ -65,7 +65,9 @@ def paired_paths(lq_folder, gt_folder, filename_tmpl, meta_info_file=None):
     Returns:
         list[dict]: ``{'lq_path': ..., 'gt_path': ...}`` sorted by GT path.
     """
-    lq_files = _image_files(lq_folder, 'dataroot_lq')
+    if not lq_folder or not osp.isdir(lq_folder):
+        raise FileNotFoundError(f'datasets option dataroot_lq: folder {lq_folder!r} does not exist (expected a folder '
+                                'of images).')
     if meta_info_file:
         if not osp.isfile(meta_info_file):
             raise FileNotFoundError(f'datasets option meta_info_file: {meta_info_file!r} does not exist.')
@@ -77,12 +79,13 @@ def paired_paths(lq_folder, gt_folder, filename_tmpl, meta_info_file=None):
         if missing:
             raise FileNotFoundError(f'meta_info_file {meta_info_file!r} lists {len(missing)} file(s) missing from '
                                     f'dataroot_gt {gt_folder!r}, e.g. {missing[0]!r}.')
+        exists = lambda name: osp.isfile(osp.join(lq_folder, name))  # noqa: E731 (meta-info paths may have folders)
     else:
         gt_files = _image_files(gt_folder, 'dataroot_gt')
-    lq_set = set(lq_files)
+        exists = set(_image_files(lq_folder, 'dataroot_lq')).__contains__
     paths, unmatched = [], []
     for gt_rel in gt_files:
-        lq_rel, expected = _lq_name(gt_rel, filename_tmpl, lq_set)
+        lq_rel, expected = _lq_name(gt_rel, filename_tmpl, exists)
         if lq_rel is None:
             unmatched.append(f'{gt_rel} (expected {expected})')
             continue
@@ -121,7 +124,8 @@ class SRPairedImageDataset(data.Dataset):
 
     Args:
         opt (dict): basicsr ``PairedImageDataset`` options:
-            dataroot_gt, dataroot_lq (str): GT / LQ folders (scanned recursively), or ``.lmdb`` folders.
+            dataroot_gt, dataroot_lq (str): GT / LQ folders (not scanned recursively, as basicsr), or ``.lmdb``
+                folders.
             meta_info_file (str, optional): Lines starting with GT paths relative to ``dataroot_gt``.
             io_backend (dict): ``{type: disk}`` (default) or ``{type: lmdb}``.
             filename_tmpl (str): LQ name template applied to the GT stem. Default: ``'{}'``.
