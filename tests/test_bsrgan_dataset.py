@@ -148,3 +148,36 @@ def test_meta_info_and_lmdb_backends(hr_folder, tmp_path):
     assert len(ds) == 2
     gt = ds[0]['gt']
     assert gt.shape == (3, 16, 16) and torch.all(gt[0] == 1)
+
+
+@pytest.mark.parametrize('degrade_on', ['dataset', 'model'])
+def test_gray_16_bit_samples(tmp_path, degrade_on):
+    rng = np.random.default_rng(3)
+    folder = tmp_path / 'hr16'
+    folder.mkdir()
+    for name in ('a', 'b'):
+        _write(folder, f'{name}.png', rng.integers(0, 65536, (40, 40), dtype=np.uint16))
+    ds = BSRGANDataset(_opt(folder, color='gray', degrade_on=degrade_on, use_rot=False, use_hflip=False))
+    for i in range(2):
+        item = ds[i]
+        assert item['gt'].dtype == torch.float32 and item['gt'].shape[0] == 1
+        codes = item['gt'].numpy() * 65535  # the HR crop keeps 16-bit precision
+        np.testing.assert_allclose(codes, np.round(codes), atol=5e-3)
+        assert set(np.round(codes).astype(np.int64).ravel()) <= set(cv2.imread(item['gt_path'], -1).ravel().tolist())
+        if degrade_on == 'dataset':
+            assert item['lq'].shape == (1, 8, 8) and 0 <= item['lq'].min() and item['lq'].max() <= 1
+        else:
+            assert 'lq' not in item and item['gt'].shape == (1, 20, 20)
+    with pytest.raises(ValueError, match='BSRGANDataset: datasets option color'):
+        BSRGANDataset(_opt(folder, color='grey'))
+
+
+def test_bad_files_name_the_file(hr_folder):
+    png = cv2.imencode('.png', np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))[1].tobytes()
+    (hr_folder / 'd_trunc.png').write_bytes(png[:200])
+    (hr_folder / 'e_empty.png').write_bytes(b'')  # basicsr's imfrombytes: cv2.error (!buf.empty())
+    ds = BSRGANDataset(_opt(hr_folder))
+    with pytest.raises(ValueError, match=r'd_trunc\.png \(from dataroot_gt\).*truncated'):
+        ds[3]
+    with pytest.raises(ValueError, match=r'e_empty\.png \(from dataroot_gt\).*0 bytes'):
+        ds[4]

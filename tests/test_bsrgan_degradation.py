@@ -298,3 +298,66 @@ def test_errors_name_the_problem():
         bd.degradation_bsrgan(np.zeros((96, 96), np.float32), 4, 24, 0)
     with pytest.raises(ValueError, match='rng'):
         bd.degradation_bsrgan(np.zeros((96, 96, 3), np.float32), 4, 24, 'seed')
+
+
+# ------------------------------------------------------------------------------------------------ one channel
+def _grey_photo(size=96):
+    from skimage import data
+    return (data.camera()[100:100 + size, 100:100 + size].astype(np.float32) / 255.0)[..., None]
+
+
+def test_grey_jpeg_is_the_luma_plane_of_the_colour_jpeg():
+    grey = _grey_photo()
+    for quality in (30, 60, 95):
+        out = bd.jpeg_compress(grey, quality)
+        assert out.shape == grey.shape and out.dtype == np.float32
+        colour = bd.jpeg_compress(np.repeat(grey, 3, axis=2), quality)  # R = G = B: only the Y plane carries content
+        assert np.abs(out[..., 0] - colour[..., 1]).max() <= 1.5 / 255
+        assert np.abs(out - grey).mean() > 0  # it did compress
+
+
+def test_grey_noise_is_the_luma_projection_of_the_rgb_noise():
+    rng = np.random.default_rng(0)
+    cov = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, 1.0], [0.5, 1.0, 2.0]]) * 1e-3
+    weights = np.array([0.299, 0.587, 0.114])
+    expected = {
+        'color': 0.1 * math.sqrt(0.299**2 + 0.587**2 + 0.114**2),
+        'gray': 0.1,
+        'correlated': math.sqrt(weights @ cov @ weights)
+    }
+    for mode, std in expected.items():
+        field = bd.gaussian_noise_field((300, 300), mode, 0.1, rng, cov, channels=1)
+        assert field.shape == (300, 300, 1)
+        assert float(field.std()) == pytest.approx(std, rel=0.02), mode
+        # the same statistic as projecting a 3-channel field onto the luma weights
+        rgb = bd.gaussian_noise_field((300, 300), mode, 0.1, rng, cov, channels=3)
+        rgb = np.broadcast_to(rgb, (300, 300, 3))
+        assert float((rgb @ weights).std()) == pytest.approx(std, rel=0.02), mode
+    grey = np.full((200, 200, 1), 0.5, np.float32)
+    for gray in (False, True):  # Poisson: drawn on the plane in both modes (variance = img / vals)
+        noisy = bd.add_poisson_noise(grey, 100.0, gray, rng)
+        assert noisy.shape == grey.shape
+        assert float(noisy.var()) == pytest.approx(0.5 / 100, rel=0.05)
+
+
+@pytest.mark.parametrize('kind', ['bsrgan', 'bsrgan_plus'])
+def test_grey_pipeline_equals_each_channel_of_the_rgb_pipeline_without_noise(kind):
+    """Blur / resize / sharpening act per channel: a grey image degrades like each channel of its RGB copy."""
+    grey = _grey_photo()
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        if kind == 'bsrgan':
+            plan = bd.sample_bsrgan_plan(rng, 4, grey.shape, 16)
+        else:
+            plan = bd.sample_bsrgan_plus_plan(rng, 4, grey.shape, 16, 0.5, seed % 2 == 0)
+        plan['steps'] = [s for s in plan['steps'] if s[0] not in ('gaussian_noise', 'speckle_noise', 'poisson_noise')]
+        lq, hq = bd.apply_plan(grey, plan, np.random.default_rng(0))
+        lq_rgb, hq_rgb = bd.apply_plan(np.repeat(grey, 3, axis=2), plan, np.random.default_rng(0))
+        assert lq.shape == (16, 16, 1) and hq.shape == (64, 64, 1)
+        np.testing.assert_allclose(hq[..., 0], hq_rgb[..., 1], atol=1e-6)
+        tol = 1.5 / 255 if any(s[0] == 'jpeg' for s in plan['steps']) else 1e-5
+        np.testing.assert_allclose(lq[..., 0], lq_rgb[..., 1], atol=tol)
+    lq, hq = bd.degradation_bsrgan(grey, 4, 16, np.random.default_rng(1))
+    assert lq.shape == (16, 16, 1) and hq.shape == (64, 64, 1) and np.isfinite(lq).all()
+    with pytest.raises(ValueError, match=r'\(H, W, 3\) RGB or \(H, W, 1\) grey'):
+        bd.degradation_bsrgan(np.zeros((96, 96, 2), np.float32), 4, 16)

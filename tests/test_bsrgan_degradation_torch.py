@@ -425,3 +425,43 @@ def test_padded_mode_keeps_far_apart_sizes_in_separate_calls():
         ref_lq, ref_hq = cpu.apply_plan(img, plan, None)
         np.testing.assert_allclose(_hwc(lq[i]), ref_lq, atol=1e-4, err_msg=f'sample {i}')
         np.testing.assert_array_equal(_hwc(gt[i]), ref_hq)
+
+
+# ------------------------------------------------------------------------------------------------ one channel
+def test_grey_jpeg_codes_only_the_luma_plane():
+    grey = torch.from_numpy(_photo(96).mean(axis=2, keepdims=True)).permute(2, 0, 1)[None]
+    jpeger = TorchBSRGANDegradation(4, 16)._tools(torch.device('cpu'))[0]
+    out = jpeg_torch(grey, [40], jpeger)
+    colour = jpeg_torch(grey.expand(-1, 3, -1, -1), [40], jpeger)
+    assert out.shape == grey.shape
+    assert torch.allclose(out[:, 0], colour[:, 1], atol=1.5 / 255)  # the Y plane of the R = G = B colour JPEG
+    # the libjpeg greyscale JPEG of the CPU path, up to DiffJPEG's float DCT
+    ref = cpu.jpeg_compress(_hwc(grey[0]), 40)
+    assert _psnr(_hwc(out[0]), ref) > 33  # the bound of the colour comparison above
+
+
+@MODES
+@pytest.mark.parametrize('kind', ['bsrgan', 'bsrgan_plus'])
+def test_grey_batches_follow_the_cpu_grey_path(kind, exact_sizes):
+    grey = _photo(96).mean(axis=2, keepdims=True)
+    degrader = TorchBSRGANDegradation(4, 16, kind, shuffle_prob=0.5, exact_sizes=exact_sizes)
+    plans = _plans(degrader, grey.shape[:2], 6, 3, drop=NOISE_STEPS + ('jpeg', ))
+    hr = _chw(grey)[None].repeat(6, 1, 1, 1)
+    lq, gt = degrader.degrade_plans(hr, plans)
+    assert lq.shape == (6, 1, 16, 16) and gt.shape == (6, 1, 64, 64)
+    for i, plan in enumerate(plans):
+        ref_lq, ref_hq = cpu.apply_plan(grey, plan, None)
+        np.testing.assert_allclose(_hwc(lq[i]), ref_lq, atol=1e-4, err_msg=f'sample {i}')
+    lq, gt = degrader(hr, 0)  # full random plans, noise and JPEG included
+    assert lq.shape == (6, 1, 16, 16) and torch.isfinite(lq).all() and 0 <= lq.min() and lq.max() <= 1
+
+
+def test_grey_noise_operator_is_the_luma_row():
+    from srplugins.ops.bsrgan_degradation_torch import _noise_matrix, _run_step
+    cov = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, 1.0], [0.5, 1.0, 2.0]]) * 1e-3
+    for params in ({'mode': 'color', 'sigma': 0.1}, {'mode': 'gray', 'sigma': 0.1}, {'mode': 'correlated', 'cov': cov}):
+        mat = torch.tensor(_noise_matrix(params), dtype=torch.float32)[None]
+        img = torch.full((1, 1, 300, 300), 0.5)
+        out = _run_step({'kind': 'noise', 'mat': 0}, img, lambda _: mat, torch.Generator().manual_seed(0), None)
+        std = cpu.luma_noise_std(params['mode'], params.get('sigma'), cov)
+        assert out.shape == img.shape and float((out - 0.5).std()) == pytest.approx(std, rel=0.02), params['mode']

@@ -1,6 +1,7 @@
 """Tests for srplugins.data.dasr_dataset."""
 import cv2
 import numpy as np
+import os
 import os.path as osp
 import pytest
 import random
@@ -256,3 +257,33 @@ def test_paired_dataset_grayscale_and_rgba_files(tmp_path):
             torch.testing.assert_close(item[key][1:], item[key][:1].expand(2, -1, -1))
         block = torch.nn.functional.avg_pool2d(item['gt'][None], 4)[0]
         torch.testing.assert_close(item['lq'], block, atol=1 / 255, rtol=0)
+
+
+def test_non_finite_tiff_and_truncated_files_are_named(tmp_path):
+    rng = np.random.default_rng(5)
+    (tmp_path / 'lq').mkdir()
+    (tmp_path / 'hr').mkdir()
+    bad = rng.random((20, 20)).astype(np.float32)
+    bad[3, 4] = np.nan
+    Image.fromarray(bad, mode='F').save(tmp_path / 'lq' / 'nan.tif')  # official reader keeps NaN through np.clip
+    _save(_rand_img(rng, 80, 80), tmp_path / 'hr' / 'h.png')
+    ds = DASRUnpairedDataset({'dataroot_lq': str(tmp_path / 'lq'), 'dataroot_gt': str(tmp_path / 'hr'), 'gt_size': 64})
+    with pytest.raises(ValueError, match=r'nan\.tif \(from dataroot_lq\).*non-finite'):
+        ds[0]
+    # a truncated file that neither OpenCV nor the PIL fallback can decode is named
+    os.remove(tmp_path / 'lq' / 'nan.tif')
+    _save(_rand_img(rng, 40, 40), tmp_path / 'lq' / 'full.png')
+    data = (tmp_path / 'lq' / 'full.png').read_bytes()
+    (tmp_path / 'lq' / 'full.png').write_bytes(data[:len(data) // 2])
+    ds = DASRUnpairedDataset({'dataroot_lq': str(tmp_path / 'lq'), 'dataroot_gt': str(tmp_path / 'hr'), 'gt_size': 64})
+    with pytest.raises(ValueError, match=r'full\.png \(from dataroot_lq\).*truncated, corrupt or not an image'):
+        ds[0]
+
+
+def test_gray_option_gives_one_channel_everywhere(tmp_path):
+    ds = DASRPairedDataset(dict(_make_paired(tmp_path), color='gray'))
+    item = ds[0]
+    for key in ('lq', 'gt', 'lq_real', 'gt_unpair', 'ddm'):
+        assert item[key].shape[0] == 1, key
+    rgb = DASRPairedDataset(_make_paired(tmp_path))[0]
+    assert rgb['lq'].shape[0] == 3

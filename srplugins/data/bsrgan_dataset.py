@@ -13,18 +13,22 @@ Deliberate differences:
       index, a per-process call counter): fresh per dataloader worker and per epoch, reproducible for a fixed
       ``manual_seed``. Validation items use (``val_seed``, index) only, so validation sets are identical across
       runs and epochs.
-    * Images are read by basicsr's FileClient (disk / lmdb / meta_info) as BGR and converted to RGB here, because the
-      degradation works in RGB (JPEG chroma, luma weights); outputs are RGB CHW tensors as basicsr expects.
+    * Images are read through basicsr's FileClient (disk / lmdb / meta_info) and decoded at their precision (8 / 16
+      bit, float; :mod:`srplugins.data.image_io`) as RGB, because the degradation works in RGB (JPEG chroma, luma
+      weights); outputs are RGB CHW tensors as basicsr expects. ``color: gray`` gives one-channel samples (KAIR is
+      RGB only); the degradation then works on the grey plane (see ``srplugins.ops.bsrgan_degradation``).
+    * Unreadable files (truncated, empty, not an image, non-finite pixels) raise a ValueError naming the file.
     * Files whose names contain 'face' are not special-cased (KAIR restricts them to identity / horizontal flip).
 """
 import numpy as np
 import os.path as osp
 import torch
 from basicsr.data.data_util import paths_from_lmdb
-from basicsr.utils import FileClient, get_root_logger, imfrombytes, img2tensor, scandir
+from basicsr.utils import FileClient, get_root_logger, img2tensor, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data as data
 
+from srplugins.data.image_io import color_option, read_with_client
 from srplugins.ops.bsrgan_degradation import degradation_bsrgan, degradation_bsrgan_plus
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.PNG', '.JPG', '.JPEG')
@@ -77,11 +81,12 @@ class BSRGANDataset(data.Dataset):
                 yields the augmented HR crop alone and leaves the degradation to a model that runs it on its device
                 (``BSRNetModel`` / ``BSRGANModel``, which read the options above from this dataset). Default: 'dataset'.
             phase (str): 'train' crops and augments; any other phase degrades the whole image deterministically.
+            color (str): 'rgb' (default) or 'gray' (one channel; colour files are converted to Rec. 601 luma).
 
     Returns (per item):
-        dict: ``lq`` (3, p, p) and ``gt`` (3, p*scale, p*scale) RGB float32 tensors in [0, 1] (p = lq_patchsize),
-        ``lq_path`` and ``gt_path`` (the HR file). With ``degrade_on: model`` in training: ``gt`` (3, gt_size, gt_size)
-        and the paths, no ``lq``.
+        dict: ``lq`` (C, p, p) and ``gt`` (C, p*scale, p*scale) float32 tensors in [0, 1] (p = lq_patchsize; C = 3
+        RGB, or 1 with ``color: gray``), ``lq_path`` and ``gt_path`` (the HR file). With ``degrade_on: model`` in
+        training: ``gt`` (C, gt_size, gt_size) and the paths, no ``lq``.
     """
 
     def __init__(self, opt):
@@ -114,6 +119,7 @@ class BSRGANDataset(data.Dataset):
         if not isinstance(self.val_seed, int) or self.val_seed < 0:
             raise ValueError(f'datasets option val_seed must be a non-negative integer, got {self.val_seed!r}.')
         self.degrade_on_model = self.is_train and degrade_on_option(opt) == 'model'
+        self.color = color_option(opt, 'BSRGANDataset')
         self._calls = 0  # per-process item counter (a plain int stays picklable for spawned workers)
 
         gt_folder = opt.get('dataroot_gt')
@@ -152,12 +158,7 @@ class BSRGANDataset(data.Dataset):
         if self.file_client is None:
             backend = dict(self.io_backend_opt)
             self.file_client = FileClient(backend.pop('type'), **backend)
-        try:
-            img_bytes = self.file_client.get(path, 'gt')
-            img = imfrombytes(img_bytes, flag='color', float32=True)  # grayscale / RGBA decode to 3-channel BGR
-        except (IOError, OSError, AttributeError) as error:
-            raise OSError(f'Cannot read HR image {path}: {error}') from error
-        return np.ascontiguousarray(img[..., ::-1])  # BGR -> RGB at the boundary
+        return read_with_client(self.file_client, path, 'gt', self.color, option='dataroot_gt')
 
     def _too_small(self, img, need):
         h, w = img.shape[:2]

@@ -22,66 +22,23 @@ import os
 import os.path as osp
 import random
 import torch
-import warnings
 from basicsr.utils import scandir
 from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import DATASET_REGISTRY
-from PIL import Image
 from torch.utils import data
 
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+from srplugins.data.image_io import IMAGE_EXTENSIONS as IMG_EXTENSIONS
+from srplugins.data.image_io import color_option, read_image
 
 
-def _to_unit_range(arr, path):
-    """Scales samples by their type: uint8 / 255, uint16 / 65535, floats clipped to [0, 1]."""
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / 65535.0
-    if arr.dtype in (np.float32, np.float64):
-        return np.clip(arr.astype(np.float32), 0, 1)
-    raise ValueError(f'{path}: unsupported sample type {arr.dtype} (expected 8-bit, 16-bit or floating-point).')
+def read_image_rgb(path, color='rgb', option=None):
+    """Reads an image as float32 ``(H, W, 3)`` RGB (``color='gray'``: ``(H, W, 1)``) in [0, 1].
 
-
-def _decode_with_pil(path):
-    """Fallback for files OpenCV cannot decode; returns ``(array, has_alpha)``."""
-    with Image.open(path) as img:
-        img.load()
-        mode = img.mode
-        has_alpha = mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or (mode == 'P' and 'transparency' in img.info)
-        if mode.startswith('I;16'):
-            return np.asarray(img).astype(np.uint16), False
-        if mode not in ('L', 'RGB', 'F', 'I'):
-            img = img.convert('RGB')
-        return np.asarray(img), has_alpha
-
-
-def read_image_rgb(path):
-    """Reads any image as RGB float32 ``(H, W, 3)`` in [0, 1].
-
-    Decoded with OpenCV (``IMREAD_UNCHANGED``, so 16-bit files keep their depth; PIL as fallback). Samples are scaled
-    by their type: 8-bit / 255, 16-bit / 65535 (a dark 16-bit image stays dark), floats clipped to [0, 1].
-    Grayscale / palette / CMYK images become RGB; an alpha channel is dropped with a warning naming the file.
+    See :func:`srplugins.data.image_io.read_image`: OpenCV decode at the file's depth (PIL as fallback), samples
+    scaled by their type (8-bit / 255, 16-bit / 65535: a dark 16-bit image stays dark), floats clipped to [0, 1],
+    non-finite pixels, truncated and empty files rejected naming the file; an alpha channel is dropped with a warning.
     """
-    raw = np.fromfile(str(path), dtype=np.uint8)
-    arr = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if arr is None:
-        arr, has_alpha = _decode_with_pil(path)
-        channel_order = 'rgb'
-    else:
-        has_alpha = arr.ndim == 3 and arr.shape[2] in (2, 4)
-        channel_order = 'bgr'
-    if has_alpha:
-        warnings.warn(f'{path}: image has an alpha channel; it is dropped (converted to RGB).')
-    if arr.ndim == 3 and arr.shape[2] in (2, 4):
-        arr = arr[..., :arr.shape[2] - 1]
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    elif channel_order == 'bgr':
-        arr = arr[..., ::-1]
-    return np.ascontiguousarray(_to_unit_range(arr, path))
+    return read_image(path, color, option)
 
 
 def list_images(folder, option):
@@ -133,10 +90,16 @@ def pair_by_stem(tables):
 
 def load_ddm(path):
     """Loads a domain-distance map saved as ``.npy`` with shape ``(1, 1, h, w)``, ``(1, h, w)`` or ``(h, w)``."""
-    arr = np.load(path)
+    try:
+        arr = np.load(path)
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f'dataroot_ddm: cannot read the domain-distance map {path} ({error}); regenerate it with '
+                         'scripts/dasr_generate_data.py.') from error
     arr = np.squeeze(np.asarray(arr, dtype=np.float32))
     if arr.ndim != 2:
         raise ValueError(f'{path}: a domain-distance map must be 2-D after squeezing, got shape {arr.shape}.')
+    if not np.isfinite(arr).all():
+        raise ValueError(f'dataroot_ddm: the domain-distance map {path} holds non-finite values (NaN / inf).')
     return arr
 
 
@@ -214,10 +177,12 @@ class DASRUnpairedDataset(data.Dataset):
         use_rot (bool): Random vertical flip and transposition (basicsr semantics). Default: false (official
             ``--rotations`` off). Both true = the official ``--flips --rotations``: a uniform draw over the 8
             flips / rotations. The real LR and the HR image are augmented independently (they are unpaired).
+        color (str): ``rgb`` (default) or ``gray`` (1-channel samples; colour files are converted to Rec. 601 luma).
 
     Returns:
-        dict: ``gt`` ``(3, gt_size, gt_size)``, ``lq_bicubic`` ``(3, gt_size/scale, gt_size/scale)``, ``lq_real``
-        ``(3, gt_size/scale, gt_size/scale)``, ``gt_path``, ``lq_path``. All in [0, 1], RGB.
+        dict: ``gt`` ``(C, gt_size, gt_size)``, ``lq_bicubic`` ``(C, gt_size/scale, gt_size/scale)``, ``lq_real``
+        ``(C, gt_size/scale, gt_size/scale)``, ``gt_path``, ``lq_path``. All float32 in [0, 1] at the files'
+        precision; C = 3 (RGB) or 1 (``color: gray``).
     """
 
     def __init__(self, opt):
@@ -230,6 +195,7 @@ class DASRUnpairedDataset(data.Dataset):
             raise ValueError(f'gt_size must be an integer divisible by scale={self.scale}, got {self.gt_size!r}.')
         self.lq_size = self.gt_size // self.scale
         self.use_hflip, self.use_rot = augment_options(opt, 'DASRUnpairedDataset', default=False)
+        self.color = color_option(opt, 'DASRUnpairedDataset')
         self.lq_paths = list_images(opt.get('dataroot_lq'), 'dataroot_lq')
         self.gt_paths = list_images(opt.get('dataroot_gt'), 'dataroot_gt')
 
@@ -245,8 +211,10 @@ class DASRUnpairedDataset(data.Dataset):
     def __getitem__(self, index):
         lq_path = self.lq_paths[index]
         gt_path = self.gt_paths[random.randint(0, len(self.gt_paths) - 1)]
-        lq_real = self._crop(self._augment(read_image_rgb(lq_path)), self.lq_size, lq_path, 'dataroot_lq')
-        img_gt = self._crop(self._augment(read_image_rgb(gt_path)), self.gt_size, gt_path, 'dataroot_gt')
+        lq_real = self._crop(
+            self._augment(read_image_rgb(lq_path, self.color, 'dataroot_lq')), self.lq_size, lq_path, 'dataroot_lq')
+        img_gt = self._crop(
+            self._augment(read_image_rgb(gt_path, self.color, 'dataroot_gt')), self.gt_size, gt_path, 'dataroot_gt')
         lq_bicubic = np.clip(imresize(img_gt, 1 / self.scale), 0, 1) if self.scale > 1 else img_gt
         return {
             'gt': to_tensor(img_gt),
@@ -281,11 +249,12 @@ class DASRPairedDataset(data.Dataset):
         gt_size (int): HR crop size (official ``HR_size`` 128).
         use_hflip / use_rot (bool): basicsr augmentation (official SRN ``use_flip`` / ``use_rot``, same semantics);
             default true. Other flip / rotation keys are a ValueError.
+        color (str): ``rgb`` (default) or ``gray`` (1-channel samples; colour files are converted to Rec. 601 luma).
 
     Returns:
-        dict: ``lq`` ``(3, s, s)``, ``gt`` ``(3, gt_size, gt_size)``, ``ddm`` ``(1, s, s)``, ``lq_real``
-        ``(3, s, s)``, ``gt_unpair`` ``(3, gt_size, gt_size)`` with ``s = gt_size / scale``, and ``lq_path``,
-        ``gt_path``, ``lq_real_path``.
+        dict: ``lq`` ``(C, s, s)``, ``gt`` ``(C, gt_size, gt_size)``, ``ddm`` ``(1, s, s)``, ``lq_real``
+        ``(C, s, s)``, ``gt_unpair`` ``(C, gt_size, gt_size)`` with ``s = gt_size / scale`` and C = 3 (RGB) or 1
+        (``color: gray``), and ``lq_path``, ``gt_path``, ``lq_real_path``.
     """
 
     def __init__(self, opt):
@@ -298,6 +267,7 @@ class DASRPairedDataset(data.Dataset):
             raise ValueError(f'gt_size must be an integer divisible by scale={self.scale}, got {self.gt_size!r}.')
         self.lq_size = self.gt_size // self.scale
         self.use_hflip, self.use_rot = augment_options(opt, 'DASRPairedDataset', default=True)
+        self.color = color_option(opt, 'DASRPairedDataset')
 
         tables = {
             'dataroot_lq': index_by_stem(list_images(opt.get('dataroot_lq'), 'dataroot_lq'), 'dataroot_lq'),
@@ -337,8 +307,8 @@ class DASRPairedDataset(data.Dataset):
     def __getitem__(self, index):
         scale, lq_size, gt_size = self.scale, self.lq_size, self.gt_size
         lq_path, gt_path = self.lq_paths[index], self.gt_paths[index]
-        img_lq = read_image_rgb(lq_path)
-        img_gt = read_image_rgb(gt_path)
+        img_lq = read_image_rgb(lq_path, self.color, 'dataroot_lq')
+        img_gt = read_image_rgb(gt_path, self.color, 'dataroot_gt')
         h, w = img_lq.shape[:2]
         hr_h, hr_w = img_gt.shape[0] - img_gt.shape[0] % scale, img_gt.shape[1] - img_gt.shape[1] % scale
         if (hr_h, hr_w) != (h * scale, w * scale):
@@ -357,9 +327,12 @@ class DASRPairedDataset(data.Dataset):
         img_gt = img_gt[top * scale:top * scale + gt_size, left * scale:left * scale + gt_size]
 
         lq_real_path = self.lq_real_paths[random.randint(0, len(self.lq_real_paths) - 1)]
-        img_lq_real = self._checked_crop(read_image_rgb(lq_real_path), lq_size, lq_real_path, 'dataroot_lq_real')[0]
+        img_lq_real = self._checked_crop(
+            read_image_rgb(lq_real_path, self.color, 'dataroot_lq_real'), lq_size, lq_real_path, 'dataroot_lq_real')[0]
         unpair_path = self.gt_unpair_paths[random.randint(0, len(self.gt_unpair_paths) - 1)]
-        img_gt_unpair = self._checked_crop(read_image_rgb(unpair_path), gt_size, unpair_path, 'dataroot_gt_unpair')[0]
+        img_gt_unpair = self._checked_crop(
+            read_image_rgb(unpair_path, self.color, 'dataroot_gt_unpair'), gt_size, unpair_path,
+            'dataroot_gt_unpair')[0]
 
         img_lq, img_gt, ddm, img_lq_real, img_gt_unpair = random_augment(
             [img_lq, img_gt, ddm, img_lq_real, img_gt_unpair], self.use_hflip, self.use_rot)

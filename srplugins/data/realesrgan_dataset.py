@@ -19,7 +19,13 @@ Deliberate differences:
       them but always uses sizes 7..21 padded to 21, which is what the published value 21 gives here too.
     * Options are validated at construction and read failures raise an error naming the file after bounded retries
       (upstream can index past the end and then fail with an unbound variable).
-    * Registered as ``RealESRGANGTDataset``; ``RealESRGANDataset`` belongs to the ``realesrgan`` package.
+    * Registered as ``RealESRGANGTDataset``; ``RealESRGANDataset`` belongs to the ``realesrgan`` package. The
+      degradation settings are exposed as upstream's attributes (``blur_kernel_size``, ``kernel_list``,
+      ``kernel_prob``, ``blur_sigma``, ``betag_range``, ``betap_range``, ``sinc_prob``, the same with suffix ``2``,
+      ``final_sinc_prob``, ``kernel_range``, ``pulse_tensor``), and items are drawn from these attributes, so code
+      written against upstream's dataset (reading or changing them) works on this one.
+    * Images are decoded at their precision (8 / 16 bit, float; :mod:`srplugins.data.image_io`); ``color: gray``
+      gives one-channel GT crops (upstream is RGB only). The models' degradation handles one channel (grey JPEG).
 """
 import cv2
 import math
@@ -31,9 +37,11 @@ import torch
 from basicsr.data.data_util import paths_from_lmdb
 from basicsr.data.degradations import circular_lowpass_kernel, random_mixed_kernels
 from basicsr.data.transforms import augment
-from basicsr.utils import FileClient, get_root_logger, imfrombytes, img2tensor, scandir
+from basicsr.utils import FileClient, get_root_logger, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data as data
+
+from srplugins.data.image_io import color_option, read_with_client
 
 KERNEL_TYPES = ('iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso', 'plateau_aniso')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.PNG', '.JPG', '.JPEG')
@@ -132,10 +140,18 @@ class RealESRGANGTDataset(data.Dataset):
             blur_kernel_size2, kernel_list2, kernel_prob2, blur_sigma2, betag_range2, betap_range2, sinc_prob2:
                 second blur.
             final_sinc_prob (float): Probability of the final sinc filter.
+            color (str): ``rgb`` (default) or ``gray`` (one channel; colour files are converted to Rec. 601 luma).
+
+    Attributes (upstream ``RealESRGANDataset``'s names and values): ``blur_kernel_size``, ``kernel_list``,
+    ``kernel_prob``, ``blur_sigma``, ``betag_range``, ``betap_range``, ``sinc_prob`` and the same with suffix ``2``,
+    ``final_sinc_prob``, ``kernel_range`` (first-blur kernel sizes, 7..blur_kernel_size; ``kernel_range2`` for the
+    second blur), ``pulse_tensor`` (the (21, 21) delta used when no final sinc is drawn), ``gt_folder``, ``paths``,
+    ``io_backend_opt``, ``file_client``.
 
     Returns (per item):
-        dict: ``gt`` (3, crop_pad_size, crop_pad_size) RGB float32 in [0, 1]; ``kernel1`` (k1, k1), ``kernel2``
-        (k2, k2) with k = blur_kernel_size(2); ``sinc_kernel`` (21, 21); ``gt_path`` (str).
+        dict: ``gt`` (C, crop_pad_size, crop_pad_size) float32 in [0, 1] (C = 3 RGB, 1 with ``color: gray``);
+        ``kernel1`` (k1, k1), ``kernel2`` (k2, k2) with k = blur_kernel_size(2); ``sinc_kernel`` (21, 21);
+        ``gt_path`` (str).
     """
 
     def __init__(self, opt):
@@ -153,6 +169,18 @@ class RealESRGANGTDataset(data.Dataset):
         if not isinstance(final_sinc_prob, (int, float)) or not 0 <= final_sinc_prob <= 1:
             raise ValueError(f'datasets option final_sinc_prob must be a probability in [0, 1], '
                              f'got {final_sinc_prob!r}.')
+        self.color = color_option(opt, 'RealESRGANGTDataset')
+
+        # degradation settings under upstream RealESRGANDataset's attribute names
+        for suffix in ('', '2'):
+            setattr(self, 'blur_kernel_size' + suffix, opt.get('blur_kernel_size' + suffix, 21))
+            for key in ('kernel_list', 'kernel_prob', 'blur_sigma', 'betag_range', 'betap_range', 'sinc_prob'):
+                setattr(self, key + suffix, opt[key + suffix])
+        self.final_sinc_prob = opt['final_sinc_prob']
+        self.kernel_range = [2 * v + 1 for v in range(3, self.blur_kernel_size // 2 + 1)]  # 7..21 for size 21
+        self.kernel_range2 = [2 * v + 1 for v in range(3, self.blur_kernel_size2 // 2 + 1)]
+        self.pulse_tensor = torch.zeros(_FINAL_SINC_SIZE, _FINAL_SINC_SIZE).float()  # no blur: a delta
+        self.pulse_tensor[_FINAL_SINC_SIZE // 2, _FINAL_SINC_SIZE // 2] = 1
 
         if self.io_backend_opt['type'] == 'lmdb':
             if not self.gt_folder.endswith('.lmdb'):
@@ -176,22 +204,25 @@ class RealESRGANGTDataset(data.Dataset):
                              f'(meta_info={opt.get("meta_info")!r}).')
 
     def _read_gt(self, index):
-        """Read the GT image (HWC, BGR, float32 in [0, 1]); on IO errors retry other images, then raise."""
+        """Read the GT image (HWC, RGB or grey, float32 in [0, 1]); on read errors retry other images, then raise.
+
+        Raises:
+            ValueError: Naming the files, when three reads failed (truncated / empty / non-image / non-finite).
+        """
         logger = get_root_logger()
         errors = []
         for attempt in range(3):
             gt_path = self.paths[index]
             try:
-                img_bytes = self.file_client.get(gt_path, 'gt')
-                img = imfrombytes(img_bytes, float32=True)
-            except (IOError, OSError, AttributeError) as error:  # imdecode gives None (AttributeError) on bad files
-                errors.append(f'{gt_path}: {error}')
+                img = read_with_client(self.file_client, gt_path, 'gt', self.color, option='dataroot_gt')
+            except ValueError as error:
+                errors.append(str(error))
                 logger.warning(f'Cannot read GT image {gt_path} ({error}); trying another one.')
                 index = random.randrange(len(self.paths))
                 time.sleep(0.1 * attempt)
                 continue
             return img, gt_path
-        raise OSError('Cannot read GT images after 3 attempts: ' + '; '.join(errors))
+        raise ValueError('Cannot read GT images after 3 attempts: ' + '; '.join(errors))
 
     def __getitem__(self, index):
         if self.file_client is None:
@@ -209,15 +240,16 @@ class RealESRGANGTDataset(data.Dataset):
             top, left = random.randint(0, h - size), random.randint(0, w - size)
             img_gt = img_gt[top:top + size, left:left + size, ...]
 
-        opt = self.opt
-        kernel1 = sample_blur_kernel(opt['kernel_list'], opt['kernel_prob'], opt['blur_sigma'], opt['betag_range'],
-                                     opt['betap_range'], opt['sinc_prob'], opt.get('blur_kernel_size', 21))
-        kernel2 = sample_blur_kernel(opt['kernel_list2'], opt['kernel_prob2'], opt['blur_sigma2'], opt['betag_range2'],
-                                     opt['betap_range2'], opt['sinc_prob2'], opt.get('blur_kernel_size2', 21))
-        sinc_kernel = sample_final_sinc_kernel(opt['final_sinc_prob'])
+        kernel1 = sample_blur_kernel(self.kernel_list, self.kernel_prob, self.blur_sigma, self.betag_range,
+                                     self.betap_range, self.sinc_prob, self.blur_kernel_size)
+        kernel2 = sample_blur_kernel(self.kernel_list2, self.kernel_prob2, self.blur_sigma2, self.betag_range2,
+                                     self.betap_range2, self.sinc_prob2, self.blur_kernel_size2)
+        sinc_kernel = sample_final_sinc_kernel(self.final_sinc_prob)
 
+        if img_gt.ndim == 2:  # cv2.copyMakeBorder drops a single channel
+            img_gt = img_gt[..., None]
         return {
-            'gt': img2tensor([img_gt], bgr2rgb=True, float32=True)[0],
+            'gt': torch.from_numpy(np.ascontiguousarray(img_gt.transpose(2, 0, 1))).float(),
             'kernel1': torch.from_numpy(kernel1.astype(np.float32)),
             'kernel2': torch.from_numpy(kernel2.astype(np.float32)),
             'sinc_kernel': torch.from_numpy(sinc_kernel),

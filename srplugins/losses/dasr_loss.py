@@ -21,6 +21,11 @@ from srplugins.ops.frequency import FILTER_TYPES, lowpass
 _REDUCTIONS = ('mean', 'sum')
 
 
+def gray_to_rgb(x):
+    """``(B, 1, H, W)`` -> ``(B, 3, H, W)`` by replication (for RGB backbones); other channel counts unchanged."""
+    return x.expand(-1, 3, -1, -1) if x.dim() == 4 and x.size(1) == 1 else x
+
+
 def _check_reduction(reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f'reduction must be one of {_REDUCTIONS}, got {reduction!r}.')
@@ -42,9 +47,9 @@ class LPIPSLoss(nn.Module):
         reduction (str): ``mean`` or ``sum`` over the batch.
 
     Shapes:
-        ``pred``, ``target``: ``(B, 3, H, W)`` in [0, 1]. Optional ``weight``: ``(B, 1, H, W)`` or ``(B,)``; each
-        image's distance is multiplied by the mean of its weight (used for domain-distance weighting).
-        Returns a scalar.
+        ``pred``, ``target``: ``(B, 3, H, W)`` in [0, 1], or ``(B, 1, H, W)`` grey (replicated to three channels, the
+        LPIPS backbones being RGB networks). Optional ``weight``: ``(B, 1, H, W)`` or ``(B,)``; each image's distance
+        is multiplied by the mean of its weight (used for domain-distance weighting). Returns a scalar.
     """
 
     def __init__(self, loss_weight=1.0, net='alex', version='0.1', reduction='mean'):
@@ -65,6 +70,7 @@ class LPIPSLoss(nn.Module):
         return self
 
     def forward(self, pred, target, weight=None):
+        pred, target = gray_to_rgb(pred), gray_to_rgb(target)
         dist = self.lpips(pred * 2 - 1, target * 2 - 1).flatten()  # (B,)
         if weight is not None:
             weight = weight.reshape(weight.size(0), -1).mean(dim=1) if weight.dim() > 1 else weight

@@ -21,6 +21,8 @@ from basicsr.archs.vgg_arch import NAMES
 from basicsr.losses.basic_loss import PerceptualLoss
 from basicsr.utils.registry import LOSS_REGISTRY
 
+from srplugins.losses.dasr_loss import gray_to_rgb
+
 PAPER_LOSS_WEIGHT = (1 / 12.75)**2
 TORCHVISION_EQUIVALENT_WEIGHT = 20.4
 
@@ -29,7 +31,8 @@ TORCHVISION_EQUIVALENT_WEIGHT = 20.4
 class VGGContentLoss(PerceptualLoss):
     """MSE on VGG feature maps (SRGAN's VGG22 / VGG54 content loss); a drop-in ``perceptual_opt`` for basicsr models.
 
-    forward(x, gt) takes (B, 3, H, W) images ([0, 1], or [-1, 1] with ``range_norm=True``) and returns
+    forward(x, gt) takes (B, 3, H, W) images ([0, 1], or [-1, 1] with ``range_norm=True``; (B, 1, H, W) grey images
+    are replicated to three channels for the RGB VGG) and returns
     ``(loss, style_loss)`` like ``PerceptualLoss``: loss = perceptual_weight * sum_k layer_weights[k] *
     mean((phi_k(x) - phi_k(gt))^2); style_loss is None unless ``style_weight > 0`` (then MSE of Gram matrices).
 
@@ -71,3 +74,6 @@ class VGGContentLoss(PerceptualLoss):
             criterion='l1')
         self.criterion_type = 'l2'
         self.criterion = torch.nn.MSELoss()
+
+    def forward(self, x, gt):
+        return super().forward(gray_to_rgb(x), gray_to_rgb(gt))

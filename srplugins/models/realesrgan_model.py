@@ -145,6 +145,8 @@ class ContiguousDiffJPEG(DiffJPEG):
     """
 
     def forward(self, x, quality):
+        if x.size(1) == 1:  # grey: R = G = B codes only the Y plane (zero chroma); the decoded channels are equal
+            return super().forward(x.expand(-1, 3, -1, -1), quality).mean(dim=1, keepdim=True).contiguous()
         return super().forward(x, quality).contiguous()
 
 
@@ -168,6 +170,16 @@ class _AnyDeviceDegradationMixin:
                 raise ValueError(f'GT batch of {h}x{w} is too small for the degradation settings: sides must be at '
                                  f'least {need} (gt_size={self.opt["gt_size"]}, resize_range={self.opt["resize_range"]}'
                                  f'); raise the dataset crop (crop_pad_size) or lower resize_range[0].')
+        if data['gt'].size(1) == 1 and self.is_train:
+            # basicsr's grey Poisson noise expands its noise to 3 channels; on one channel grey noise and colour
+            # noise are the same distribution, so draw colour noise
+            saved = {key: self.opt.get(key) for key in ('gray_noise_prob', 'gray_noise_prob2')}
+            self.opt.update({key: 0 for key in saved})
+            try:
+                super().feed_data(data)
+            finally:
+                self.opt.update(saved)
+            return
         super().feed_data(data)
 
     @torch.no_grad()

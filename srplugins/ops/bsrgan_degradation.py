@@ -26,6 +26,13 @@ Deliberate differences from KAIR (statistically equivalent, see docs/BSRGAN.md f
     * Degenerate draws that crash KAIR (a zero variance / sigma, probability zero) give a delta kernel.
 
 Images are float32 HWC **RGB** in [0, 1]. BasicSR loads BGR: convert at the dataset boundary, not here.
+
+One-channel (grey) images, ``(H, W, 1)``, are degraded as the luma plane of an RGB image would be (an extension; KAIR
+is RGB only): blur, resizing and clipping act per channel anyway; Gaussian / speckle noise is the Rec. 601 luma
+projection ``w^T n`` of the RGB noise field ``n`` (colour mode: std ``sigma * |w|``; grey mode: ``sigma``;
+channel-correlated: variance ``w^T cov w``); Poisson noise is drawn on the plane itself; JPEG codes the plane as a
+greyscale JPEG (luminance quantisation table only, as the Y plane of a colour JPEG). Like KAIR, the noise and JPEG
+steps quantise to 8 bits, so a 16-bit input gives 8-bit-valued LQ samples when those steps run.
 """
 import cv2
 import math
@@ -35,13 +42,15 @@ from scipy.linalg import orth
 __all__ = [
     'modcrop', 'gaussian_kernel', 'anisotropic_gaussian_kernel', 'shift_kernel', 'convolve', 'resize',
     'imresize_matlab', 'gaussian_noise_field', 'add_noise', 'add_speckle_noise', 'add_poisson_noise', 'jpeg_compress',
-    'usm_sharpen', 'crop_pair', 'sample_blur_kernel', 'sample_noise', 'sample_bsrgan_plan', 'sample_bsrgan_plus_plan',
-    'apply_plan', 'degradation_bsrgan', 'degradation_bsrgan_plus', 'to_uint8', 'valid_bsrgan_order'
+    'usm_sharpen', 'crop_pair', 'luma_noise_std', 'sample_blur_kernel', 'sample_noise', 'sample_bsrgan_plan',
+    'sample_bsrgan_plus_plan', 'apply_plan', 'degradation_bsrgan', 'degradation_bsrgan_plus', 'to_uint8',
+    'valid_bsrgan_order'
 ]
 
 # OpenCV interpolation codes drawn by KAIR (random.choice([1, 2, 3])); INTER_NEAREST (0) is never used.
 INTERPOLATIONS = {'bilinear': cv2.INTER_LINEAR, 'bicubic': cv2.INTER_CUBIC, 'area': cv2.INTER_AREA}
 _INTER_CODES = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # Rec. 601, R G B (KAIR's grey Poisson noise)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -240,12 +249,14 @@ def gaussian_noise_field(shape_hw, mode, sigma, rng, cov=None, channels=3):
         sigma (float): Standard deviation for 'color' / 'gray' (KAIR: level/255, level in 2..25).
         rng (numpy.random.Generator): Source of the noise field.
         cov (ndarray): (3, 3) covariance for 'correlated' (KAIR: |L^2 U^T D U| with fixed L = 25/255).
-        channels (int): Channel count of the image.
+        channels (int): Channel count of the image: 3 (RGB) or 1 (grey: the Rec. 601 luma plane of the RGB field).
 
     Returns:
         ndarray: float32 (H, W, C) or (H, W, 1) for 'gray'.
     """
     h, w = shape_hw
+    if channels == 1:
+        return rng.standard_normal((h, w, 1), dtype=np.float32) * np.float32(luma_noise_std(mode, sigma, cov))
     if mode == 'color':
         return rng.standard_normal((h, w, channels), dtype=np.float32) * np.float32(sigma)
     if mode == 'gray':
@@ -254,6 +265,22 @@ def gaussian_noise_field(shape_hw, mode, sigma, rng, cov=None, channels=3):
         evals, evecs = np.linalg.eigh(np.asarray(cov, np.float64))
         root = (evecs * np.sqrt(np.clip(evals, 0, None))).astype(np.float32)  # root @ root.T == cov
         return rng.standard_normal((h, w, root.shape[0]), dtype=np.float32) @ root.T
+    raise ValueError(f"noise mode must be 'color', 'gray' or 'correlated', got {mode!r}")
+
+
+def luma_noise_std(mode, sigma, cov=None):
+    """Std of the Rec. 601 luma plane ``w^T n`` of an RGB Gaussian noise field ``n`` (the noise of a grey image).
+
+    'color' (i.i.d. channels): ``sigma * |w|``; 'gray' (one shared field): ``sigma`` (the weights sum to 1);
+    'correlated': ``sqrt(w^T cov w)``.
+    """
+    weights = np.asarray(LUMA_WEIGHTS)
+    if mode == 'color':
+        return float(sigma * np.linalg.norm(weights))
+    if mode == 'gray':
+        return float(sigma)
+    if mode == 'correlated':
+        return float(np.sqrt(max(weights @ np.asarray(cov, np.float64) @ weights, 0.0)))
     raise ValueError(f"noise mode must be 'color', 'gray' or 'correlated', got {mode!r}")
 
 
@@ -272,7 +299,7 @@ def add_poisson_noise(img, vals, gray, rng):
     """Poisson (shot) noise (KAIR ``add_Poisson_noise``); the image is quantised to 8 bits first.
 
     Args:
-        img (ndarray): (H, W, 3) float32 RGB.
+        img (ndarray): (H, W, 3) float32 RGB, or (H, W, 1) grey (its own luma: both modes draw on the plane).
         vals (float): Photon scale (KAIR: 10**U(2, 4)); counts are Poisson(img * vals) / vals.
         gray (bool): Luma noise (weights 0.299, 0.587, 0.114 for R, G, B) added to every channel.
         rng (numpy.random.Generator): Source of the counts.
@@ -281,7 +308,7 @@ def add_poisson_noise(img, vals, gray, rng):
         ndarray: float32 image in [0, 1].
     """
     img = np.clip(np.round(img * 255.0), 0, 255) / 255.0
-    if gray:
+    if gray and img.shape[-1] == 3:
         luma = np.clip(np.round((img[..., :3] @ np.array([0.299, 0.587, 0.114])) * 255.0), 0, 255) / 255.0
         noise = rng.poisson(luma * vals).astype(np.float32) / vals - luma
         img = img + noise[..., None]
@@ -298,10 +325,16 @@ def to_uint8(img):
 def jpeg_compress(img, quality):
     """JPEG round trip through OpenCV at integer ``quality`` (KAIR ``add_JPEG_noise``).
 
-    The RGB image is converted to BGR for ``cv2.imencode`` (4:2:0 chroma) and back; output values are k/255.
+    The RGB image is converted to BGR for ``cv2.imencode`` (4:2:0 chroma) and back; output values are k/255. An
+    (H, W, 1) grey image is coded as a greyscale JPEG (the luminance table only) and stays (H, W, 1).
     """
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f'jpeg_compress expects an (H, W, 3) RGB image, got shape {img.shape}')
+    if img.ndim != 3 or img.shape[2] not in (1, 3):
+        raise ValueError(f'jpeg_compress expects an (H, W, 3) RGB or (H, W, 1) grey image, got shape {img.shape}')
+    if img.shape[2] == 1:
+        ok, buf = cv2.imencode('.jpg', to_uint8(img[..., 0]), [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+        if not ok:
+            raise RuntimeError('cv2.imencode failed')
+        return (cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0)[..., None]
     ok, buf = cv2.imencode('.jpg', cv2.cvtColor(to_uint8(img), cv2.COLOR_RGB2BGR),
                            [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
     if not ok:
@@ -313,6 +346,8 @@ def usm_sharpen(img, weight=0.5, radius=50, threshold=10):
     """Unsharp masking as in KAIR ``add_sharpening`` (51-tap Gaussian, sigma 8); delegates to basicsr ``usm_sharp``.
     """
     from basicsr.utils.img_process_util import usm_sharp
+    if img.ndim == 3 and img.shape[2] == 1:  # basicsr's mask blur needs 2-D or 3-channel arrays
+        return usm_sharp(img[..., 0], weight=weight, radius=radius, threshold=threshold).astype(np.float32)[..., None]
     return usm_sharp(img, weight=weight, radius=radius, threshold=threshold).astype(np.float32)
 
 
@@ -390,8 +425,9 @@ def valid_bsrgan_order(rng):
 def _check_input(shape, sf, lq_patchsize):
     if sf not in (2, 3, 4):
         raise ValueError(f'scale (sf) must be 2, 3 or 4, got {sf}')
-    if len(shape) != 3 or shape[2] != 3:
-        raise ValueError(f'BSRGAN degradation expects an (H, W, 3) RGB image, got shape {tuple(shape)}')
+    if len(shape) != 3 or shape[2] not in (1, 3):
+        raise ValueError(f'BSRGAN degradation expects an (H, W, 3) RGB or (H, W, 1) grey image, got shape '
+                         f'{tuple(shape)}')
     h, w = shape[0] - shape[0] % sf, shape[1] - shape[1] % sf
     if h < lq_patchsize * sf or w < lq_patchsize * sf:
         raise ValueError(f'image of size {shape[0]}x{shape[1]} is smaller than lq_patchsize*scale = '
@@ -577,11 +613,13 @@ def apply_plan(img, plan, rng, isp_model=None):
         elif name == 'clip':
             img = np.clip(img, 0.0, 1.0)
         elif name == 'gaussian_noise':
-            img = add_noise(img, gaussian_noise_field(img.shape[:2], params['mode'], params['sigma'], rng,
-                                                      params['cov']))
+            img = add_noise(
+                img,
+                gaussian_noise_field(img.shape[:2], params['mode'], params['sigma'], rng, params['cov'], img.shape[2]))
         elif name == 'speckle_noise':
             img = add_speckle_noise(
-                img, gaussian_noise_field(img.shape[:2], params['mode'], params['sigma'], rng, params['cov']))
+                img,
+                gaussian_noise_field(img.shape[:2], params['mode'], params['sigma'], rng, params['cov'], img.shape[2]))
         elif name == 'poisson_noise':
             img = add_poisson_noise(img, params['vals'], params['gray'], rng)
         elif name == 'jpeg':

@@ -39,6 +39,10 @@ batch. All parameters of a batch (sampled, compiled, scheduled on the host) trav
 synchronisation in a few hundred tensor ops whatever its size. On the CPU, where arithmetic rather than the number
 of calls dominates, calls are split per size instead (``exact_sizes``). On CUDA, TF32 is disabled inside the
 degradation so the blur and resize operators keep float32 precision.
+
+One-channel batches ``(B, 1, H, W)`` follow the CPU path's grey rule (the luma plane of the RGB degradation): the
+noise operator is reduced to its Rec. 601 luma row, Poisson noise is drawn on the plane and JPEG codes the plane
+alone (see ``_diffjpeg``).
 """
 import contextlib
 import functools
@@ -324,9 +328,10 @@ def add_poisson_noise_torch(img, vals, gray, generator):
 
 
 def _poisson(img, vals, gray, generator):
-    """Poisson noise on (B, 3, H, W); ``vals`` a number or a (B, 1, 1, 1) tensor of photon scales."""
+    """Poisson noise on (B, 3, H, W) (or (B, 1, H, W): drawn on the plane in both modes, as the CPU path);
+    ``vals`` a number or a (B, 1, 1, 1) tensor of photon scales."""
     img = _quantise(img)
-    if gray:  # weights as Python numbers: a weight tensor would be a blocking host-to-device copy
+    if gray and img.shape[1] == 3:  # weights as Python numbers: a weight tensor would be a blocking host-to-device copy
         luma = _quantise(img[:, 0:1] * _LUMA[0] + img[:, 1:2] * _LUMA[1] + img[:, 2:3] * _LUMA[2])
         img = img + torch.poisson(luma * vals, generator=generator) / vals - luma
     else:
@@ -348,10 +353,19 @@ def jpeg_quality_to_factor(quality):
 
 
 def _diffjpeg(img16, factor, jpeger):
-    """DiffJPEG compress + decompress of a (B, 3, H, W) batch with H, W multiples of 16; ``factor`` (B,) float32."""
+    """DiffJPEG compress + decompress of a (B, 3, H, W) batch with H, W multiples of 16; ``factor`` (B,) float32.
+
+    A (B, 1, H, W) grey batch is coded as R = G = B: its chroma planes are constant 128, whose DCT coefficients
+    quantise to zero, so only the Y plane is coded (a greyscale JPEG) and the decoded channels are equal; their mean
+    is returned as (B, 1, H, W).
+    """
     h, w = img16.shape[-2:]
-    y, cb, cr = jpeger.compress(img16.float(), factor=factor)
+    grey = img16.shape[1] == 1
+    img = img16.float().expand(-1, 3, -1, -1) if grey else img16.float()
+    y, cb, cr = jpeger.compress(img, factor=factor)
     out = jpeger.decompress(y, cb, cr, h, w, factor=factor)
+    if grey:
+        out = out.mean(dim=1, keepdim=True)
     return _quantise(torch.clamp(out, 0, 1)).to(img16.dtype)
 
 
@@ -710,7 +724,10 @@ def _run_step(step, img, get, generator, jpeger):
         return torch.clamp(img, 0.0, 1.0)
     if kind in ('noise', 'speckle'):
         z = torch.randn((n, 3, h, w), generator=generator, device=img.device, dtype=img.dtype)
-        noise = torch.matmul(get(step['mat']), z.view(n, 3, h * w)).view(n, 3, h, w)
+        mat = get(step['mat'])
+        if c == 1:  # grey: the Rec. 601 luma row of the RGB noise operator (CPU path: ``luma_noise_std``)
+            mat = mat[:, 0:1] * _LUMA[0] + mat[:, 1:2] * _LUMA[1] + mat[:, 2:3] * _LUMA[2]
+        noise = torch.matmul(mat, z.view(n, 3, h * w)).view(n, c, h, w)
         if kind == 'noise':
             return torch.clamp(img + noise, 0.0, 1.0)
         img = torch.clamp(img, 0.0, 1.0)
@@ -899,8 +916,9 @@ class TorchBSRGANDegradation:
 
     @torch.no_grad()
     def __call__(self, hr, rng=None):
-        if hr.ndim != 4 or hr.shape[1] != 3:
-            raise ValueError(f'BSRGAN degradation expects an HR batch (B, 3, H, W), got shape {tuple(hr.shape)}')
+        if hr.ndim != 4 or hr.shape[1] not in (1, 3):
+            raise ValueError(f'BSRGAN degradation expects an HR batch (B, 3, H, W) RGB or (B, 1, H, W) grey, got '
+                             f'shape {tuple(hr.shape)}')
         rng = _as_rng(rng)
         b, _, h, w = hr.shape
         plans = [self.sample_plan(rng, (h, w)) for _ in range(b)]
