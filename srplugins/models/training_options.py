@@ -60,7 +60,7 @@ from torch.utils.data.dataloader import default_collate
 from srplugins.utils.atomic import atomic_torch_save
 from srplugins.utils.health import (TrainingHealthError, collapse_reason, grads_finite, nonfinite_tensors,
                                     nonfinite_terms)
-from srplugins.utils.inference import run_network
+from srplugins.inference import run_network
 
 AMP_MODES = ('off', 'fp16', 'bf16')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
@@ -517,7 +517,7 @@ class TrainingOptionsMixin:
 
     def _size_multiple(self):
         try:
-            from srplugins.utils.checkpoint import size_multiple_of
+            from srplugins.checkpoints import size_multiple_of
             net_opt = dict(self.opt['network_g'])
             return int(size_multiple_of(net_opt.pop('type'), net_opt))
         except Exception:  # an architecture the checkpoint families do not know: no constraint
