@@ -43,6 +43,9 @@ setup(
     packages=find_packages(
         exclude=('options', 'datasets', 'experiments', 'results', 'tb_logger', 'wandb', 'tests', 'scripts', 'docs')),
     include_package_data=True,
+    # the option files (recipes) ship inside the package; `srplugins-recipes` reads them from there
+    package_data={'srplugins': ['recipes/*/*.yml', 'recipes/*/*/*.yml', 'recipes/*/*/*.md']},
+    license_files=['LICENSE'],
     install_requires=read_requirements(),
     extras_require={
         'wavelets': ['pytorch_wavelets>=1.3.0', 'PyWavelets'],
@@ -57,7 +60,13 @@ setup(
         'console_scripts': [
             'srplugins-train = srplugins.train:main',
             'srplugins-test = srplugins.test:main',
-            'srplugins-infer = srplugins.utils.inference:main',
+            'srplugins-infer = srplugins.inference.cli:main',
+            'srplugins-convert = srplugins.tools.convert:main',
+            'srplugins-evaluate = srplugins.tools.evaluate:main',
+            'srplugins-dasr-generate = srplugins.tools.dasr_generate:main',
+            'srplugins-data = srplugins.tools.data:main',
+            'srplugins-recipes = srplugins.tools.recipes:main',
+            'srplugins-preview = srplugins.tools.preview:main',
         ],
     },
     zip_safe=False,

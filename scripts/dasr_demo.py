@@ -5,12 +5,13 @@ the demo training photographs are degraded with a Gaussian blur, Gaussian noise 
 seeded pipeline). The other half of the training photographs is the clean HR target domain, so the two domains stay
 unpaired, as DASR requires. The held-out validation photographs get the same degradation for the paired checks.
 
-Steps (each can be skipped with ``--skip``):
+Everything is written under the current folder (``datasets/``, ``experiments/``, ``tb_logger/``), as the option
+files' relative paths expect. Steps (each can be skipped with ``--skip``):
 
-1. ``data``: ``datasets/demo`` (scripts/make_demo_data.py) and ``datasets/demo/dasr/{source_lr,target_hr,val_lr}``;
-2. ``dsn``: ``srplugins/train.py -opt options/demo/demo_DASR_DSN_x4.yml``;
-3. ``generate``: ``scripts/dasr_generate_data.py`` -> ``datasets/demo/dasr/generated/{lq,ddm}``;
-4. ``sr``: ``srplugins/train.py -opt options/demo/demo_DASR_SR_x4.yml``.
+1. ``data``: ``datasets/demo`` (``srplugins-data demo``) and ``datasets/demo/dasr/{source_lr,target_hr,val_lr}``;
+2. ``dsn``: ``srplugins-train -opt <recipes>/demo/demo_DASR_DSN_x4.yml``;
+3. ``generate``: ``srplugins-dasr-generate`` -> ``datasets/demo/dasr/generated/{lq,ddm}``;
+4. ``sr``: ``srplugins-train -opt <recipes>/demo/demo_DASR_SR_x4.yml``.
 
 The LPIPS terms need torchvision's AlexNet ImageNet weights ``alexnet-owt-7be5be79.pth`` offline
 (``$SRPLUGINS_PRETRAINED_DIR``, ``experiments/pretrained_models/`` or the torch.hub cache). Without that file the
@@ -30,7 +31,9 @@ import shutil
 import subprocess
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# the checkout holding this script: its srplugins is used (here and in the steps' subprocesses)
+PACKAGE_PARENT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, PACKAGE_PARENT)
 DEMO = osp.join('datasets', 'demo')
 DASR = osp.join(DEMO, 'dasr')
 STEPS = ('data', 'dsn', 'generate', 'sr')
@@ -54,13 +57,15 @@ def _seed(name):
     return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
 
 
-def build_domains(root=ROOT):
-    """Creates the synthetic source (real LR) / target (HR) domains and the degraded validation LR."""
-    sys.path.insert(0, osp.join(root, 'scripts'))
+def build_domains(root='.'):
+    """Creates (under ``root``, default the current folder) the synthetic source (real LR) / target (HR) domains and
+    the degraded validation LR."""
     import cv2
-    import make_demo_data
+
+    from srplugins.tools.data import build, write_image
+    from srplugins.utils.atomic import atomic_write_bytes
     demo = osp.join(root, DEMO)
-    make_demo_data.build(demo, verbose=False)
+    build(demo, verbose=False)
     train_hr = sorted(f for f in os.listdir(osp.join(demo, 'train', 'HR')) if f.endswith('.png'))
     # alternate photos between the domains (the clean HR target gets the first, colourful one: astronaut)
     target, source = train_hr[0::2], train_hr[1::2]
@@ -70,18 +75,27 @@ def build_domains(root=ROOT):
         os.makedirs(osp.join(dasr, sub))
     for name in source:
         lr = cv2.imread(osp.join(demo, 'train', 'LR_bicubic', 'X4', name))[..., ::-1]
-        cv2.imwrite(osp.join(dasr, 'source_lr', name), degrade_real(lr, _seed(name))[..., ::-1])
+        write_image(osp.join(dasr, 'source_lr', name), degrade_real(lr, _seed(name))[..., ::-1])
     for name in target:
-        shutil.copyfile(osp.join(demo, 'train', 'HR', name), osp.join(dasr, 'target_hr', name))
+        with open(osp.join(demo, 'train', 'HR', name), 'rb') as f:
+            atomic_write_bytes(osp.join(dasr, 'target_hr', name), f.read())
     for name in sorted(os.listdir(osp.join(demo, 'val', 'LR_bicubic', 'X4'))):
         lr = cv2.imread(osp.join(demo, 'val', 'LR_bicubic', 'X4', name))[..., ::-1]
-        cv2.imwrite(osp.join(dasr, 'val_lr', name), degrade_real(lr, _seed('val/' + name))[..., ::-1])
+        write_image(osp.join(dasr, 'val_lr', name), degrade_real(lr, _seed('val/' + name))[..., ::-1])
     print(f'source (real LR) domain: {source}; target (HR) domain: {target}')
 
 
 def _run(cmd):
+    """Run ``python -m <module> ...`` in the current folder, with this srplugins importable."""
     print('+', ' '.join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    env = dict(os.environ)
+    env['PYTHONPATH'] = PACKAGE_PARENT + os.pathsep + env.get('PYTHONPATH', '')
+    subprocess.run(cmd, check=True, env=env)
+
+
+def recipe(name):
+    from srplugins.tools.recipes import find_recipe
+    return find_recipe(name)
 
 
 def main(argv=None):
@@ -98,7 +112,6 @@ def main(argv=None):
     py = sys.executable
     extra = []
     if 'dsn' in steps or 'sr' in steps:
-        sys.path.insert(0, ROOT)
         from srplugins.utils.pretrained import resolve_pretrained
         try:
             resolve_pretrained('alexnet-owt-7be5be79.pth', 'LPIPS-alex backbone')
@@ -110,18 +123,18 @@ def main(argv=None):
     if 'data' in steps:
         build_domains()
     if 'dsn' in steps:
-        _run([py, 'srplugins/train.py', '-opt', 'options/demo/demo_DASR_DSN_x4.yml'] + extra)
+        _run([py, '-m', 'srplugins.train', '-opt', recipe('demo_DASR_DSN_x4')] + extra)
     if 'generate' in steps:
         out = osp.join(DASR, 'generated')
-        shutil.rmtree(osp.join(ROOT, out), ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
         _run([
-            py, 'scripts/dasr_generate_data.py', '--checkpoint', 'experiments/demo_DASR_DSN_x4/models/dsn_latest.pth',
-            '--hr',
+            py, '-m', 'srplugins.tools.dasr_generate', '--checkpoint',
+            'experiments/demo_DASR_DSN_x4/models/dsn_latest.pth', '--hr',
             osp.join(DASR, 'target_hr'), '--out', out, '--device', 'cpu'
         ])
     if 'sr' in steps:
-        _run([py, 'srplugins/train.py', '-opt', 'options/demo/demo_DASR_SR_x4.yml'] + extra)
+        _run([py, '-m', 'srplugins.train', '-opt', recipe('demo_DASR_SR_x4')] + extra)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

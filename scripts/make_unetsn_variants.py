@@ -17,6 +17,7 @@ import textwrap
 import yaml
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
 METHODS = ('SRGAN', 'BSRGAN', 'DASR')
 
 
@@ -64,7 +65,10 @@ def variant_text(base_path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--options', default=osp.join(REPO, 'options', 'train'), help='options/train folder')
+    parser.add_argument(
+        '--options',
+        default=osp.join(REPO, 'srplugins', 'recipes', 'train'),
+        help='folder of training recipes (default: srplugins/recipes/train, which options/train links to)')
     parser.add_argument('--check', action='store_true', help='only report missing or outdated twins (exit 1)')
     args = parser.parse_args(argv)
     stale = []
@@ -76,7 +80,8 @@ def main(argv=None):
             continue
         stale.append(twin)
         if not args.check:
-            with open(twin, 'w', encoding='utf-8') as f:
+            from srplugins.utils.atomic import atomic_write
+            with atomic_write(twin, 'w') as f:
                 f.write(text)
             print(f'wrote {osp.relpath(twin, REPO)}')
     if args.check and stale:

@@ -20,6 +20,7 @@ import sys
 import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from srplugins.tools._cli import HelpFormatter  # noqa: E402
 
 
 def crop_faces(img, detector=None, size=512, min_eye_distance=0, helper=None):
@@ -62,13 +63,12 @@ def to_bgr8(img):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=HelpFormatter)
     parser.add_argument('-i', '--input', required=True, help='folder of photos (or one photo)')
     parser.add_argument('-o', '--output', required=True, help='folder for the aligned crops')
     parser.add_argument('--size', type=int, default=512, help='crop side')
     parser.add_argument('--min_eye_distance', type=float, default=0., help='skip smaller faces (pixels in the photo)')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default='cpu', help='torch device')
     parser.add_argument('--conf_threshold', type=float, default=0.97, help='minimum RetinaFace score (GFPGAN: 0.97)')
     args = parser.parse_args(argv)
 

@@ -1,5 +1,5 @@
 """Super-resolve every image of a folder and write, per image, the SR result and a side-by-side figure for human
-rating (e.g. the SRGAN course requirement: "save the SR outputs of every Set5 image for human evaluation").
+rating (e.g. "save the SR outputs of every Set5 image for human evaluation").
 
 Per LR image ``<stem>`` the output folder gets:
 
@@ -31,7 +31,7 @@ import re
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from srplugins.tools._cli import HelpFormatter  # noqa: E402
 
 IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 CAPTION_H = 44
@@ -78,8 +78,7 @@ def side_by_side(panels):
 
 def process_folder(upscaler, input_dir, output_dir, gt_dir=None, name='SR', tile=0):
     """Run the network on every image of ``input_dir``; returns the metric rows (empty without ``gt_dir``)."""
-    from evaluate import _align, _read, bicubic_upscale, compute_metrics
-
+    from srplugins.tools.evaluate import _align, _read, bicubic_upscale, compute_metrics
     from srplugins.utils.inference import write_image
     scale = int(round(upscaler.scale))
     names = sorted(n for n in os.listdir(input_dir) if n.lower().endswith(IMG_EXTS))
@@ -153,8 +152,7 @@ def write_metrics(rows, output_dir, scale):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=HelpFormatter)
     parser.add_argument('--opt', required=True, help='BasicSR option file with network_g (and path.pretrain_network_g)')
     parser.add_argument('--model_path', help='weights overriding path.pretrain_network_g')
     parser.add_argument('-i', '--input', required=True, help='folder of LR images')

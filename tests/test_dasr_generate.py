@@ -1,4 +1,5 @@
-"""Tests for scripts/dasr_generate_data.py (DASR step 2: generated LR + domain-distance maps)."""
+"""Tests for srplugins-dasr-generate (srplugins/tools/dasr_generate.py; DASR step 2: generated LR + domain-distance
+maps), including grey / 16-bit output and the collapse check."""
 import math
 import numpy as np
 import os
@@ -9,19 +10,19 @@ from PIL import Image
 
 import srplugins  # noqa: F401
 from srplugins.archs.dasr_arch import DASRDownsampler, DASRFSDiscriminator
-from tests.conftest import load_script
 
 
 @pytest.fixture(scope='module')
 def gen():
-    return load_script('dasr_generate_data')
+    from srplugins.tools import dasr_generate
+    return dasr_generate
 
 
-def _bundle(path, filter_type='gau', norm='batch', d_arch='fsd'):
+def _bundle(path, filter_type='gau', norm='batch', d_arch='fsd', channels=3):
     torch.manual_seed(0)
-    g_opt = dict(type='DASRDownsampler', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, scale=4)
+    g_opt = dict(type='DASRDownsampler', num_in_ch=channels, num_out_ch=channels, num_feat=8, num_block=1, scale=4)
     net_g = DASRDownsampler(**{k: v for k, v in g_opt.items() if k != 'type'})
-    net_d = DASRFSDiscriminator(filter_type=filter_type, norm=norm, d_arch=d_arch, num_feat=8)
+    net_d = DASRFSDiscriminator(filter_type=filter_type, norm=norm, d_arch=d_arch, num_feat=8, num_in_ch=channels)
     net_d.eval()
     torch.save(
         {
@@ -243,3 +244,66 @@ def test_strip_suffix_links_realsr_pairs(tmp_path, gen):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / 'LR' / 'Canon_001_LR4.jpg')
     with pytest.raises(ValueError, match='both become'):
         gen.link_by_stem(str(tmp_path / 'LR'), str(tmp_path / 'y'), '_LR4')
+
+
+def test_generated_lr_keeps_grey_and_16_bit(tmp_path, gen):
+    import cv2
+    net_g, net_d = _bundle(tmp_path / 'dsn.pth', channels=1)
+    rng = np.random.default_rng(7)
+    hr16 = rng.integers(0, 65536, (32, 40), dtype=np.uint16)
+    (tmp_path / 'hr').mkdir()
+    cv2.imwrite(str(tmp_path / 'hr' / 'mri.png'), hr16)
+    cv2.imwrite(str(tmp_path / 'hr' / 'eight.png'), (hr16 // 257).astype(np.uint8))
+    gen.generate(str(tmp_path / 'dsn.pth'), str(tmp_path / 'hr'), str(tmp_path / 'out'), progress=False)
+    lr16 = cv2.imread(str(tmp_path / 'out' / 'lq' / 'mri.png'), cv2.IMREAD_UNCHANGED)
+    lr8 = cv2.imread(str(tmp_path / 'out' / 'lq' / 'eight.png'), cv2.IMREAD_UNCHANGED)
+    assert lr16.dtype == np.uint16 and lr16.shape == (8, 10)
+    assert lr8.dtype == np.uint8 and lr8.shape == (8, 10)
+    # reference: the 1-channel network on the 16-bit image at full precision, rounded to 16 bit
+    with torch.no_grad():
+        full = net_g(torch.from_numpy(hr16.astype(np.float32) / 65535.)[None, None])
+    expected = full[0, 0].clamp(0, 1).mul(65535).round().numpy().astype(np.uint16)
+    np.testing.assert_array_equal(lr16, expected)
+    with torch.no_grad():
+        prob = torch.sigmoid(net_d(torch.from_numpy(lr16.astype(np.float32) / 65535.)[None, None]))
+    assert np.load(tmp_path / 'out' / 'ddm' / 'mri.npy').shape == (1, 1, 8, 10)
+    assert prob.shape[-2:] == (8, 10)
+    # a colour file cannot feed a 1-channel DSN: the error names the file
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / 'hr' / 'rgb.png')
+    with pytest.raises(ValueError, match='rgb.png has 3 channels'):
+        gen.generate(str(tmp_path / 'dsn.pth'), str(tmp_path / 'hr'), str(tmp_path / 'out2'), progress=False)
+
+
+def _collapsed_bundle(path):
+    """A bundle whose generator outputs a constant image: its last conv has zero weights and a constant bias."""
+    net_g, _ = _bundle(path)
+    bundle = torch.load(path, weights_only=True)
+    bundle['params_g']['block_output.weight'].zero_()
+    bundle['params_g']['block_output.bias'].fill_(-20.)
+    torch.save(bundle, path)
+
+
+def test_collapsed_outputs_are_named_and_an_all_collapsed_set_is_refused(tmp_path, gen, capsys):
+    _collapsed_bundle(tmp_path / 'dsn.pth')
+    hr_dir = _hr_folder(tmp_path / 'hr', {'a.png': (16, 16), 'b.png': (16, 20)})
+    code = gen.main([
+        '--checkpoint',
+        str(tmp_path / 'dsn.pth'), '--hr',
+        str(hr_dir), '--out',
+        str(tmp_path / 'out'), '--device', 'cpu'
+    ])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert 'a.png collapsed: all black' in err and 'b.png collapsed' in err and '--force' in err
+    assert os.listdir(tmp_path / 'out' / 'lq') == [] and os.listdir(tmp_path / 'out' / 'ddm') == []
+    # --force writes them anyway (still warning by name)
+    assert gen.main([
+        '--checkpoint',
+        str(tmp_path / 'dsn.pth'), '--hr',
+        str(hr_dir), '--out',
+        str(tmp_path / 'out'), '--device', 'cpu', '--force'
+    ]) == 0
+    assert sorted(os.listdir(tmp_path / 'out' / 'lq')) == ['a.png', 'b.png']
+    assert 'a.png collapsed' in capsys.readouterr().err
+    assert gen.collapse_reason(torch.full((1, 3, 4, 4), 0.5)).startswith('constant')
+    assert gen.collapse_reason(torch.rand(1, 3, 4, 4)) is None

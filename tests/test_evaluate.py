@@ -1,15 +1,16 @@
-"""scripts/evaluate.py: the report holds the right numbers for images with a known PSNR, and the figure is written."""
+"""srplugins-evaluate (srplugins/tools/evaluate.py): the report holds the right numbers for images with a known PSNR,
+the figure is written, LPIPS is dropped (one warning) without its AlexNet file, and no method vanishes silently."""
 import csv
 import cv2
 import math
 import numpy as np
 import pytest
 
-from tests.conftest import load_script
+from srplugins.tools import evaluate
 
 
 def _script():
-    return load_script('evaluate')
+    return evaluate
 
 
 def test_report_numbers_and_figure(tmp_path, alexnet_weights):
@@ -111,4 +112,64 @@ def test_option_file_mode_honours_filename_tmpl_for_the_bicubic_column(tmp_path,
     with open(tmp_path / 'rep2' / 'report.csv') as f:
         assert ('Bicubic', 'bird') in {(r['method'], r['image']) for r in csv.DictReader(f)}
     with pytest.raises(ValueError, match='x2'):
-        script.main(['--gt', str(gt_dir), '--lr', str(lr_dir), '--lr_filename_tmpl', 'x2', '--scale', '2'])
+        script.evaluate_dataset('d', str(gt_dir), [], 2, lr_dir=str(lr_dir), lr_tmpl='x2')
+    assert script.main(['--gt', str(gt_dir), '--lr', str(lr_dir), '--lr_filename_tmpl', 'x2', '--scale', '2']) == 2
+
+
+def _toy_folders(tmp_path, sr_names):
+    """GT a.png / b.png (grey, so PSNR is known) and an SR folder holding ``gt + 6`` under ``sr_names[stem]``."""
+    gt_dir, sr_dir = tmp_path / 'gt', tmp_path / 'sr'
+    gt_dir.mkdir()
+    sr_dir.mkdir()
+    rng = np.random.default_rng(3)
+    for stem in ('a', 'b'):
+        gt = np.repeat(rng.integers(20, 200, (24, 20, 1), dtype=np.uint8), 3, axis=2)
+        cv2.imwrite(str(gt_dir / f'{stem}.png'), gt)
+        if stem in sr_names:
+            cv2.imwrite(str(sr_dir / sr_names[stem]), gt + 6)
+    return gt_dir, sr_dir
+
+
+def test_without_alexnet_lpips_is_skipped_with_one_warning_and_the_report_written(tmp_path, offline, capsys):
+    gt_dir, sr_dir = _toy_folders(tmp_path, {'a': 'a.png', 'b': 'b.png'})
+    code = evaluate.main(['--gt', str(gt_dir), '--sr', f'M={sr_dir}', '--scale', '2', '--no_figure', '-o', 'rep'])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert err.count('WARNING') == 1 and 'LPIPS skipped' in err and 'alexnet-owt-7be5be79.pth' in err
+    with open(tmp_path / 'rep' / 'report.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ['dataset', 'method', 'image', 'psnr', 'ssim']
+    expected = 20 * math.log10(255. / (219. * 6 / 255.))
+    assert float(rows[0]['psnr']) == pytest.approx(expected, abs=1e-4)
+    # asking for LPIPS explicitly without the file stays an error (exit 2, the file named), nothing written
+    code = evaluate.main(['--gt', str(gt_dir), '--sr', f'M={sr_dir}', '--scale', '2', '--metrics', 'lpips', '-o', 'r2'])
+    assert code == 2 and 'alexnet-owt-7be5be79.pth' in capsys.readouterr().err
+    assert not (tmp_path / 'r2').exists()
+
+
+def test_sr_names_of_infer_and_save_lr_are_matched(tmp_path, offline):
+    # srplugins-infer writes <stem>_out.png, --save-lr / EDSR write <stem>x<scale>.png
+    gt_dir, sr_dir = _toy_folders(tmp_path, {'a': 'a_out.png', 'b': 'bx2.png'})
+    assert evaluate.main(
+        ['--gt',
+         str(gt_dir), '--sr', f'M={sr_dir}', '--scale', '2', '--metrics', 'psnr', '--no_figure', '-o', 'rep']) == 0
+    with open(tmp_path / 'rep' / 'report.csv') as f:
+        images = {(r['method'], r['image']) for r in csv.DictReader(f)}
+    assert images == {('M', 'a'), ('M', 'b'), ('M', 'AVERAGE')}
+
+
+def test_a_method_matching_no_gt_stem_is_an_error_naming_its_files(tmp_path, offline, capsys):
+    gt_dir, sr_dir = _toy_folders(tmp_path, {'a': 'img001.png', 'b': 'img002.png'})
+    ok_dir = tmp_path / 'ok'
+    ok_dir.mkdir()
+    for stem in ('a', 'b'):
+        cv2.imwrite(str(ok_dir / f'{stem}.png'), cv2.imread(str(gt_dir / f'{stem}.png')))
+    code = evaluate.main([
+        '--gt',
+        str(gt_dir), '--sr', f'Good={ok_dir}', '--sr', f'Bad={sr_dir}', '--scale', '2', '--metrics', 'psnr',
+        '--no_figure', '-o', 'rep'
+    ])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert 'Bad' in err and 'img001.png' in err and 'img002.png' in err
+    assert not (tmp_path / 'rep').exists()

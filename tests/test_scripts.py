@@ -104,3 +104,15 @@ def test_evaluate_with_bicubic_column_from_a_fresh_interpreter(tmp_path):
     assert 'Bicubic' in report
     # gray image, +4 in every channel: Y moves by 219 * 4 / 255
     assert f'{20 * math.log10(255. / (219. * 4 / 255.)):.4f}'[:6] in report
+
+
+def test_dasr_demo_data_step_writes_under_the_current_folder(tmp_path):
+    result = _run([osp.join(REPO_ROOT, 'scripts', 'dasr_demo.py'), '--only', 'data'], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    dasr = tmp_path / 'datasets' / 'demo' / 'dasr'
+    assert sorted(p.name for p in (dasr / 'target_hr').iterdir()) == ['astronaut.png', 'immunohistochemistry.png']
+    assert sorted(p.name for p in (dasr / 'source_lr').iterdir()) == ['hubble_deep_field.png', 'rocket.png']
+    assert len(list((dasr / 'val_lr').iterdir())) == 2
+    lr = cv2.imread(str(dasr / 'source_lr' / 'rocket.png'))
+    hr = cv2.imread(str(tmp_path / 'datasets' / 'demo' / 'train' / 'HR' / 'rocket.png'))
+    assert lr.shape == (hr.shape[0] // 4, hr.shape[1] // 4, 3)
