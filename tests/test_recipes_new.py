@@ -1,0 +1,253 @@
+"""The recipes of issue 17: each option file is parsed by basicsr's own ``parse_options`` and trains two CPU iterations.
+
+Networks, batches and patches are shrunk in the parsed dict (as tests/test_realesrgan_model.py and
+tests/test_dasr_model.py do); everything that is not size (model type, dataset type, losses and their weights, the
+pretrained-file names and loading rules, scale) stays as the option file has it. Data and "pretrained" files are made
+in tmp_path.
+"""
+import copy
+import cv2
+import math
+import numpy as np
+import os
+import os.path as osp
+import pytest
+import sys
+import torch
+import yaml
+
+import srplugins  # noqa: F401  (registers everything)
+
+# isort: split
+from basicsr.archs import build_network
+from basicsr.data import build_dataset
+from basicsr.models import build_model
+from basicsr.utils.options import parse_options
+from torch.utils.data import DataLoader
+
+from tests.conftest import REPO_ROOT
+
+REAL_ESRGAN = 'options/train/RealESRGAN'
+BATCH = 2
+TINY_RRDB = {'num_feat': 4, 'num_block': 1, 'num_grow_ch': 4}
+
+
+def parse_recipe(rel_path, root, monkeypatch, is_train=True):
+    """``rel_path`` as basicsr's ``parse_options`` reads it for ``train.py`` / ``test.py`` (root = ``root``), on CPU."""
+    monkeypatch.setattr(sys, 'argv', ['train.py' if is_train else 'test.py', '-opt', osp.join(REPO_ROOT, rel_path)])
+    opt, _ = parse_options(str(root), is_train=is_train)
+    opt['num_gpu'] = 0
+    return opt
+
+
+def load_yaml(rel_path):
+    with open(osp.join(REPO_ROOT, rel_path), encoding='utf-8') as f:
+        return yaml.safe_load(f)
+
+
+def first_line(rel_path):
+    with open(osp.join(REPO_ROOT, rel_path), encoding='utf-8') as f:
+        return f.readline().rstrip('\n')
+
+
+def smooth_images(folder, count, size, seed=0, names=None):
+    """Smooth colour PNGs (upsampled noise), ``size`` = (h, w); returns the folder."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        small = rng.random((5, 6, 3)).astype(np.float32) * 255
+        img = cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+        name = names[i] if names else f'img{i}.png'
+        cv2.imwrite(osp.join(folder, name), np.clip(img, 0, 255).astype(np.uint8))
+    return str(folder)
+
+
+def save_params(net_opt, path, key, seed):
+    """A randomly initialised network of ``net_opt`` saved as basicsr does (``{key: state_dict}``); returns it."""
+    torch.manual_seed(seed)
+    state = build_network(copy.deepcopy(net_opt)).state_dict()
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    torch.save({key: state}, path)
+    return state
+
+
+def relocate(opt, key, folder):
+    """Moves ``opt['path'][key]`` into ``folder`` under the option file's own file name; returns the new path."""
+    path = osp.join(str(folder), osp.basename(opt['path'][key]))
+    opt['path'][key] = path
+    return path
+
+
+def use_tmp_experiment(opt, tmp_path):
+    for key in ('models', 'training_states', 'visualization', 'log'):
+        os.makedirs(opt['path'][key], exist_ok=True)
+    assert opt['path']['models'].startswith(str(tmp_path))
+
+
+def two_iterations(opt, check_batch=None, check_model=None):
+    """Dataset + model from ``opt``, two real training iterations; returns (model, [log dicts]).
+
+    ``check_model(model)`` runs before training, ``check_batch(model, data)`` after each ``feed_data``.
+    """
+    torch.manual_seed(0)
+    np.random.seed(0)
+    train_opt = opt['datasets']['train']
+    loader = DataLoader(build_dataset(train_opt), batch_size=train_opt['batch_size_per_gpu'], drop_last=True)
+    model = build_model(opt)
+    if check_model is not None:
+        check_model(model)
+    logs, current_iter = [], 0
+    while current_iter < 2:
+        for data in loader:
+            current_iter += 1
+            model.feed_data(data)
+            if check_batch is not None:
+                check_batch(model, data)
+            model.optimize_parameters(current_iter)
+            log = {k: float(v) for k, v in model.get_current_log().items()}
+            assert log and all(math.isfinite(v) for v in log.values()), log
+            logs.append(log)
+            if current_iter == 2:
+                break
+    return model, logs
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Real-ESRGAN x2plus (on-the-fly degradation)
+
+
+def shrink_realesrgan(opt, tmp_path, gt_size=32, crop=80):
+    opt['network_g'].update(TINY_RRDB)
+    if 'network_d' in opt:
+        opt['network_d']['num_feat'] = 4
+    train = opt['datasets']['train']
+    train.update(
+        dataroot_gt=smooth_images(tmp_path / 'gt', 3, (88, 84)),
+        meta_info=None,
+        crop_pad_size=crop,
+        batch_size_per_gpu=BATCH,
+        num_worker_per_gpu=0)
+    opt.update(gt_size=gt_size, queue_size=2 * BATCH)
+    use_tmp_experiment(opt, tmp_path)
+
+
+@pytest.mark.parametrize('stage', ['RealESRNet', 'RealESRGAN'])
+def test_x2plus_follows_the_x4plus_recipe_at_scale_2(stage):
+    """Upstream's x2plus files are its x4plus files with scale 2 (the stage-1 file also changes its init)."""
+    x4 = load_yaml(f'{REAL_ESRGAN}/train_{stage}_x4plus.yml')
+    x2 = load_yaml(f'{REAL_ESRGAN}/train_{stage}_x2plus.yml')
+    assert x2['scale'] == 2 and x2['network_g'].pop('scale') == 2
+    assert x2['name'] == x4['name'].replace('x4plus', 'x2plus')
+    if stage == 'RealESRNet':  # upstream: init from the released x4 GAN model, non-strict (conv_first differs)
+        assert osp.basename(x2['path']['pretrain_network_g']) == 'RealESRGAN_4xplus.pth'
+        assert x2['path']['strict_load_g'] is False and x2['path']['param_key_g'] == 'params_ema'
+    else:
+        assert x2['path']['pretrain_network_g'] == x4['path']['pretrain_network_g'].replace('x4plus', 'x2plus')
+        assert x2['path']['strict_load_g'] is True
+    for opt in (x2, x4):
+        for key in ('name', 'scale', 'path'):
+            opt.pop(key)
+    assert x2 == x4
+
+
+def test_realesrnet_x2plus_two_iterations_from_x4plus_weights(tmp_path, monkeypatch):
+    opt = parse_recipe(f'{REAL_ESRGAN}/train_RealESRNet_x2plus.yml', tmp_path, monkeypatch)
+    assert opt['model_type'] == 'RealESRNetAnyDeviceModel' and opt['datasets']['train']['scale'] == 2
+    shrink_realesrgan(opt, tmp_path)
+    x4_path = relocate(opt, 'pretrain_network_g', tmp_path / 'pretrained')
+    x4_state = save_params({**opt['network_g'], 'scale': 4}, x4_path, 'params_ema', seed=1)
+
+    def check(model, data):
+        assert model.lq.shape == (BATCH, 3, 16, 16) and model.gt.shape == (BATCH, 3, 32, 32)
+
+    model, logs = two_iterations(opt, check)
+    assert all('l_pix' in log for log in logs)
+    # the x4 weights were loaded (two Adam steps of lr 2e-4 move each weight by at most ~4e-4); conv_first (3 vs 12
+    # input channels) was skipped by the non-strict load and keeps its random init
+    state = model.get_bare_model(model.net_g).state_dict()
+    assert state['conv_first.weight'].shape == (4, 12, 3, 3) and x4_state['conv_first.weight'].shape == (4, 3, 3, 3)
+    for key in ('conv_last.weight', 'conv_up2.weight', 'conv_hr.weight', 'body.0.rdb1.conv1.weight'):
+        assert torch.allclose(state[key], x4_state[key], atol=1e-3), key
+        assert not torch.equal(state[key], x4_state[key]), key  # and trained
+
+
+def test_realesrgan_x2plus_two_iterations(tmp_path, monkeypatch, vgg19_weights):
+    opt = parse_recipe(f'{REAL_ESRGAN}/train_RealESRGAN_x2plus.yml', tmp_path, monkeypatch)
+    assert opt['model_type'] == 'RealESRGANAnyDeviceModel'
+    shrink_realesrgan(opt, tmp_path)
+    stage1 = relocate(opt, 'pretrain_network_g', tmp_path / 'pretrained')
+    stage1_state = save_params(opt['network_g'], stage1, 'params_ema', seed=2)  # strict load of a x2 RRDBNet
+
+    def check(model, data):
+        assert model.lq.shape == (BATCH, 3, 16, 16) and model.gt_usm.shape == (BATCH, 3, 32, 32)
+
+    model, logs = two_iterations(opt, check)
+    for log in logs:
+        assert {'l_g_pix', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(log)
+    assert model.get_bare_model(model.net_g).conv_first.in_channels == 12
+    assert set(model.get_bare_model(model.net_g).state_dict()) == set(stage1_state)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Real-ESRGAN fine-tuning on paired data (high_order_degradation: false)
+
+
+def write_pairs(tmp_path, scale, count=3, gt_side=64):
+    """GT and LQ folders with different file names per pair, and an upstream-format meta_info file."""
+    gt_names = [f'pic{i}.png' for i in range(count)]
+    lq_names = [f'pic{i}_lq.png' for i in range(count)]
+    gt_dir = smooth_images(tmp_path / 'pairs' / 'HR', count, (gt_side, gt_side), seed=3, names=gt_names)
+    lq_dir = tmp_path / 'pairs' / 'LR'
+    lq_dir.mkdir(parents=True)
+    for gt_name, lq_name in zip(gt_names, lq_names):
+        gt = cv2.imread(osp.join(gt_dir, gt_name))
+        cv2.imwrite(str(lq_dir / lq_name), cv2.resize(gt, (gt_side // scale, gt_side // scale), cv2.INTER_AREA))
+    meta = tmp_path / 'pairs' / 'meta_info_pair.txt'
+    # in reverse order: the dataset must follow the file, not sorted folder listings
+    meta.write_text(''.join(f'{g}, {q}\n' for g, q in reversed(list(zip(gt_names, lq_names)))))
+    return gt_dir, str(lq_dir), str(meta)
+
+
+@pytest.mark.parametrize('scale', [4, 2])
+def test_finetune_pairdata_two_iterations(tmp_path, monkeypatch, vgg19_weights, scale):
+    name = f'finetune_RealESRGAN_x{scale}plus_pairdata.yml'
+    assert first_line(f'{REAL_ESRGAN}/{name}').startswith('# Fine-tune Real-ESRGAN')
+    opt = parse_recipe(f'{REAL_ESRGAN}/{name}', tmp_path, monkeypatch)
+    assert opt['high_order_degradation'] is False and opt['scale'] == scale
+    assert opt['network_g'].get('scale', 4) == scale
+    train = opt['datasets']['train']
+    gt_dir, lq_dir, meta = write_pairs(tmp_path, scale)
+    train.update(
+        dataroot_gt=gt_dir,
+        dataroot_lq=lq_dir,
+        meta_info=meta,
+        gt_size=32,
+        batch_size_per_gpu=BATCH,
+        num_worker_per_gpu=0)
+    opt['network_g'].update(TINY_RRDB)
+    opt['network_d']['num_feat'] = 4
+    use_tmp_experiment(opt, tmp_path)
+    g_path = relocate(opt, 'pretrain_network_g', tmp_path / 'pretrained')
+    d_path = relocate(opt, 'pretrain_network_d', tmp_path / 'pretrained')
+    assert osp.basename(g_path) == f'RealESRGAN_x{scale}plus.pth'
+    assert osp.basename(d_path) == f'RealESRGAN_x{scale}plus_netD.pth'
+    g_state = save_params(opt['network_g'], g_path, opt['path']['param_key_g'], seed=4)
+    d_state = save_params(opt['network_d'], d_path, opt['path']['param_key_d'], seed=5)
+
+    dataset = build_dataset(copy.deepcopy(train))
+    assert [(osp.basename(p['gt_path']), osp.basename(p['lq_path'])) for p in dataset.paths] == \
+        [(f'pic{i}.png', f'pic{i}_lq.png') for i in (2, 1, 0)]
+
+    def check(model, data):
+        # the pairs are used as they are: no synthetic degradation, no training-pair pool
+        assert torch.equal(model.lq, data['lq']) and torch.equal(model.gt, data['gt'])
+        assert model.lq.shape == (BATCH, 3, 32 // scale, 32 // scale) and model.gt_usm.shape == (BATCH, 3, 32, 32)
+        assert not hasattr(model, 'queue_lr')
+
+    def loaded(model):  # the released weights load strictly into the recipe's networks
+        for net, state in ((model.net_g, g_state), (model.net_d, d_state)):
+            assert all(torch.equal(model.get_bare_model(net).state_dict()[k], v) for k, v in state.items())
+
+    _, logs = two_iterations(opt, check, loaded)
+    for log in logs:
+        assert {'l_g_pix', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(log)
