@@ -251,3 +251,140 @@ def test_finetune_pairdata_two_iterations(tmp_path, monkeypatch, vgg19_weights, 
     _, logs = two_iterations(opt, check, loaded)
     for log in logs:
         assert {'l_g_pix', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(log)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DASR at x2 (RealSR-style) and x1 (CameraSR-style, same-size LR / HR)
+
+DASR_SCALES = [2, 1]
+
+
+def dasr_val_pairs(tmp_path, scale, side=96):
+    """A paired validation folder as the recipes' val / test blocks read it: HR and real LR under the same names."""
+    hr = smooth_images(tmp_path / 'val' / 'HR', 2, (side, side), seed=7)
+    lr = tmp_path / 'val' / 'LR'
+    lr.mkdir(parents=True)
+    for name in sorted(os.listdir(hr)):
+        img = cv2.imread(osp.join(hr, name))
+        cv2.imwrite(str(lr / name), cv2.resize(img, (side // scale, side // scale), interpolation=cv2.INTER_AREA))
+    return hr, str(lr)
+
+
+def run_validation(model, opt, val_opt):
+    """basicsr's validation loop over ``val_opt`` (a dataset block of the recipe); returns {metric: value}."""
+    from basicsr.data import build_dataloader
+    val_opt.update(phase='val', scale=opt['scale'])
+    loader = build_dataloader(build_dataset(val_opt), val_opt, num_gpu=0, dist=False)
+    opt['val']['save_img'] = False
+    model.validation(loader, current_iter=2, tb_logger=None, save_img=False)
+    results = model.metric_results
+    assert set(results) == set(opt['val']['metrics']), results
+    assert all(math.isfinite(v) for v in results.values()), results
+    return results
+
+
+@pytest.mark.parametrize('scale', DASR_SCALES)
+def test_dasr_dsn_two_iterations_and_validation(tmp_path, monkeypatch, alexnet_weights, scale):
+    rel = f'options/train/DASR/train_DASR_DSN_x{scale}.yml'
+    assert first_line(rel).startswith(f'# DASR step 1/3 at x{scale}')
+    opt = parse_recipe(rel, tmp_path, monkeypatch)
+    assert opt['model_type'] == 'DASRDownsamplerModel' and opt['network_g']['scale'] == scale
+    assert opt['train']['perceptual_opt']['type'] == 'LPIPSLoss'  # the official L_per, kept in the tiny run
+    opt['network_g'].update(num_feat=4, num_block=1)
+    opt['network_d']['num_feat'] = 8
+    gt_size = 32 * scale  # LR crops of 32: LPIPS' AlexNet needs at least that
+    opt['datasets']['train'].update(
+        dataroot_lq=smooth_images(tmp_path / 'real', 2, (40, 44), seed=1),
+        dataroot_gt=smooth_images(tmp_path / 'hr', 2, (70, 72), seed=2),
+        gt_size=gt_size,
+        batch_size_per_gpu=BATCH,
+        num_worker_per_gpu=0)
+    use_tmp_experiment(opt, tmp_path)
+
+    def check(model, data):
+        lr = gt_size // scale
+        assert model.hr.shape == (BATCH, 3, gt_size, gt_size) and model.lq_real.shape == (BATCH, 3, lr, lr)
+        # x1: the generator's input is bicubic(HR, 1/1) = HR itself
+        assert model.lq_bicubic.shape == (BATCH, 3, lr, lr)
+        if scale == 1:
+            assert torch.equal(model.lq_bicubic, model.hr)
+
+    model, logs = two_iterations(opt, check)
+    for log in logs:
+        assert {'l_g_col', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(log)
+    assert model.output.shape == (BATCH, 3, gt_size // scale, gt_size // scale)
+    # validation block: G(HR) against the paired real LR at this scale
+    hr, lr = dasr_val_pairs(tmp_path, scale)
+    run_validation(model, opt, dict(opt['datasets']['val'], dataroot_gt=hr, dataroot_lq=lr))
+    model.save(0, 2)
+    bundle = torch.load(osp.join(opt['path']['models'], 'dsn_2.pth'), map_location='cpu', weights_only=True)
+    assert bundle['scale'] == scale and bundle['network_g']['scale'] == scale
+
+
+def dasr_generated(tmp_path, scale, count=2, gt_side=48):
+    """HR images and a step-2 style output (``lq/<stem>.png`` at HR / scale, ``ddm/<stem>.npy`` at LR size)."""
+    hr = smooth_images(tmp_path / 'hr', count, (gt_side, gt_side), seed=3)
+    lq, ddm = tmp_path / 'gen' / 'lq', tmp_path / 'gen' / 'ddm'
+    lq.mkdir(parents=True)
+    ddm.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    side = gt_side // scale
+    for name in sorted(os.listdir(hr)):
+        img = cv2.imread(osp.join(hr, name))
+        cv2.imwrite(str(lq / name), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA))
+        np.save(ddm / name.replace('.png', '.npy'), rng.uniform(0.2, 1, (1, 1, side, side)).astype(np.float32))
+    return hr, str(lq), str(ddm)
+
+
+@pytest.mark.parametrize('scale', DASR_SCALES)
+def test_dasr_sr_two_iterations_and_validation(tmp_path, monkeypatch, alexnet_weights, vgg19_weights, scale):
+    rel = f'options/train/DASR/train_DASR_SR_x{scale}.yml'
+    assert first_line(rel).startswith(f'# DASR step 3/3 at x{scale}')
+    opt = parse_recipe(rel, tmp_path, monkeypatch)
+    assert opt['model_type'] == 'DASRModel' and opt['network_g']['scale'] == scale
+    # x2: the official x2 SRN layout (3-channel input, one upsampling stage); x1: basicsr's pixel-unshuffle RRDBNet
+    assert opt['network_g']['type'] == {2: 'BSRGANRRDBNet', 1: 'RRDBNet'}[scale]
+    opt['network_g'].update(TINY_RRDB)
+    opt['network_d']['num_feat'] = 8
+    gt_size = 32
+    hr, lq, ddm = dasr_generated(tmp_path, scale)
+    opt['datasets']['train'].update(
+        dataroot_gt=hr,
+        dataroot_lq=lq,
+        dataroot_ddm=ddm,
+        dataroot_lq_real=smooth_images(tmp_path / 'real', 2, (40, 44), seed=5),
+        gt_size=gt_size,
+        batch_size_per_gpu=BATCH,
+        num_worker_per_gpu=0)
+    use_tmp_experiment(opt, tmp_path)
+
+    def check(model, data):
+        lr = gt_size // scale
+        assert model.lq.shape == model.lq_real.shape == (BATCH, 3, lr, lr) and model.ddm.shape == (BATCH, 1, lr, lr)
+        assert model.gt.shape == model.gt_unpair.shape == (BATCH, 3, gt_size, gt_size)
+
+    model, logs = two_iterations(opt, check)
+    for log in logs:
+        assert {'l_g_pix', 'l_g_pix_ll', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(log)
+    assert model.output.shape == (BATCH, 3, gt_size, gt_size)
+    val_hr, val_lr = dasr_val_pairs(tmp_path, scale)
+    run_validation(model, opt, dict(opt['datasets']['val'], dataroot_gt=val_hr, dataroot_lq=val_lr))
+
+
+@pytest.mark.parametrize('scale', DASR_SCALES)
+def test_dasr_test_options_evaluate_a_trained_network(tmp_path, monkeypatch, alexnet_weights, scale):
+    """The test option file loads the SR stage's checkpoint (as training saves it) and evaluates the paired set."""
+    rel = f'options/test/DASR/test_DASR_x{scale}.yml'
+    assert first_line(rel).startswith(f'# Evaluate a DASR SR network at x{scale}')
+    opt = parse_recipe(rel, tmp_path, monkeypatch, is_train=False)
+    train_opt = load_yaml(f'options/train/DASR/train_DASR_SR_x{scale}.yml')
+    assert opt['network_g'] == train_opt['network_g'] and opt['scale'] == train_opt['scale'] == scale
+    assert opt['path']['pretrain_network_g'] == f'experiments/{train_opt["name"]}/models/net_g_latest.pth'
+    opt['network_g'].update(TINY_RRDB)
+    weights = relocate(opt, 'pretrain_network_g', tmp_path / 'experiments' / train_opt['name'] / 'models')
+    state = save_params(opt['network_g'], weights, opt['path']['param_key_g'], seed=6)
+    model = build_model(opt)
+    assert all(torch.equal(model.net_g.state_dict()[k], v) for k, v in state.items())
+    hr, lr = dasr_val_pairs(tmp_path, scale)
+    results = run_validation(model, opt, dict(opt['datasets']['test_1'], dataroot_gt=hr, dataroot_lq=lr))
+    assert {'psnr', 'ssim', 'psnr_y', 'ssim_y', 'lpips'} <= set(results)
