@@ -7,6 +7,7 @@ in tmp_path.
 """
 import copy
 import cv2
+import glob
 import math
 import numpy as np
 import os
@@ -388,3 +389,55 @@ def test_dasr_test_options_evaluate_a_trained_network(tmp_path, monkeypatch, ale
     hr, lr = dasr_val_pairs(tmp_path, scale)
     results = run_validation(model, opt, dict(opt['datasets']['test_1'], dataroot_gt=hr, dataroot_lq=lr))
     assert {'psnr', 'ssim', 'psnr_y', 'ssim_y', 'lpips'} <= set(results)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# One benchmark layout for the SRGAN and A2N test options
+
+BENCHMARK_OPTIONS = sorted(
+    osp.relpath(p, REPO_ROOT) for folder in ('SRGAN', 'A2N')
+    for p in glob.glob(osp.join(REPO_ROOT, 'options', 'test', folder, '*.yml')))
+BENCHMARK_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
+
+
+def test_benchmark_options_found():
+    assert len([p for p in BENCHMARK_OPTIONS if '/SRGAN/' in p]) == 6
+    assert len([p for p in BENCHMARK_OPTIONS if '/A2N/' in p]) == 6
+
+
+@pytest.mark.parametrize('rel', BENCHMARK_OPTIONS)
+def test_benchmark_options_share_the_edsr_layout(rel, tmp_path, monkeypatch):
+    """Every benchmark set reads datasets/benchmark/<Set>/HR and LR_bicubic/X<s>/<stem>x<s>.png; a Set5 folder made
+    in that layout (HR sides not multiples of the scale) pairs up, with GT cropped to LR size x scale."""
+    opt = parse_recipe(rel, tmp_path, monkeypatch, is_train=False)
+    scale = opt['scale']
+    sets = {d['name']: d for d in opt['datasets'].values()}
+    assert {'Set5', 'Set14', 'B100', 'Urban100'} <= set(sets)
+    for name, dataset in sets.items():
+        if name in BENCHMARK_SETS:
+            assert dataset['dataroot_gt'] == f'datasets/benchmark/{name}/HR'
+            assert dataset['dataroot_lq'] == f'datasets/benchmark/{name}/LR_bicubic/X{scale}'
+        else:  # the official DIV2K layout, same LR naming
+            assert name == 'DIV2K_val' and dataset['dataroot_lq'].endswith(f'DIV2K_valid_LR_bicubic/X{scale}')
+        assert dataset['filename_tmpl'] == f'{{}}x{scale}'
+
+    from basicsr.utils.matlab_functions import imresize
+    set5 = dict(sets['Set5'])
+    root = tmp_path / 'root'
+    for key in ('dataroot_gt', 'dataroot_lq'):
+        set5[key] = str(root / set5[key])
+        os.makedirs(set5[key])
+    rng = np.random.default_rng(scale)
+    for stem, (h, w) in (('baby', (61, 50)), ('bird', (45, 67))):
+        hr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        cv2.imwrite(osp.join(set5['dataroot_gt'], f'{stem}.png'), hr)
+        cropped = hr[:h - h % scale, :w - w % scale].astype(np.float32) / 255
+        lr = np.clip(imresize(cropped, 1 / scale) * 255, 0, 255).round().astype(np.uint8)
+        cv2.imwrite(osp.join(set5['dataroot_lq'], f'{stem}x{scale}.png'), lr)  # EDSR / make-lr naming
+    dataset = build_dataset(set5)
+    assert len(dataset) == 2
+    for i in range(2):
+        sample = dataset[i]
+        stem = osp.splitext(osp.basename(sample['gt_path']))[0]
+        assert osp.basename(sample['lq_path']) == f'{stem}x{scale}.png'
+        assert sample['gt'].shape[1:] == tuple(scale * n for n in sample['lq'].shape[1:])
