@@ -13,6 +13,7 @@ import numpy as np
 import os
 import os.path as osp
 import pytest
+import re
 import sys
 import torch
 import yaml
@@ -441,3 +442,24 @@ def test_benchmark_options_share_the_edsr_layout(rel, tmp_path, monkeypatch):
         stem = osp.splitext(osp.basename(sample['gt_path']))[0]
         assert osp.basename(sample['lq_path']) == f'{stem}x{scale}.png'
         assert sample['gt'].shape[1:] == tuple(scale * n for n in sample['lq'].shape[1:])
+
+
+NEW_OPTION_FILES = [
+    f'{REAL_ESRGAN}/train_RealESRNet_x2plus.yml', f'{REAL_ESRGAN}/train_RealESRGAN_x2plus.yml',
+    f'{REAL_ESRGAN}/finetune_RealESRGAN_x4plus_pairdata.yml', f'{REAL_ESRGAN}/finetune_RealESRGAN_x2plus_pairdata.yml',
+    'options/train/DASR/train_DASR_DSN_x2.yml', 'options/train/DASR/train_DASR_SR_x2.yml',
+    'options/train/DASR/train_DASR_DSN_x1.yml', 'options/train/DASR/train_DASR_SR_x1.yml',
+    'options/test/DASR/test_DASR_x2.yml', 'options/test/DASR/test_DASR_x1.yml'
+]
+
+
+@pytest.mark.parametrize('rel', NEW_OPTION_FILES)
+def test_new_option_files_describe_themselves_and_name_their_command(rel):
+    """First line: a one-line ``# description`` (what a recipe listing shows); the file names its own run command."""
+    line = first_line(rel)
+    assert re.fullmatch(r'# [A-Z].{20,115}', line), line
+    with open(osp.join(REPO_ROOT, rel), encoding='utf-8') as f:
+        text = f.read()
+    script = 'test.py' if rel.startswith('options/test/') else 'train.py'
+    assert f'srplugins/{script} -opt {rel}' in text
+    assert yaml.safe_load(text)['name'] in rel.replace('.yml', '') or rel.startswith(REAL_ESRGAN)
