@@ -14,6 +14,7 @@ import os
 import os.path as osp
 import pytest
 import re
+import shlex
 import sys
 import torch
 import yaml
@@ -463,3 +464,48 @@ def test_new_option_files_describe_themselves_and_name_their_command(rel):
     script = 'test.py' if rel.startswith('options/test/') else 'train.py'
     assert f'srplugins/{script} -opt {rel}' in text
     assert yaml.safe_load(text)['name'] in rel.replace('.yml', '') or rel.startswith(REAL_ESRGAN)
+
+
+def documented_command(rel, tool):
+    """The ``<tool> ...`` command line in the header comments of ``rel`` (with its ``\\`` continuations) as argv."""
+    with open(osp.join(REPO_ROOT, rel), encoding='utf-8') as f:
+        header = [line[1:].strip() for line in f.read().split('\nname:')[0].splitlines() if line.startswith('#')]
+    first = next(i for i, line in enumerate(header) if line.startswith(tool + ' '))
+    command = [header[first]]
+    while command[-1].endswith('\\'):
+        command[-1] = command[-1][:-1]
+        command.append(header[first + len(command)])
+    return shlex.split(' '.join(command))[1:]
+
+
+@pytest.mark.parametrize('rel', [p for p in BENCHMARK_OPTIONS if p.endswith(('_x2.yml', '_x4_MSE.yml', '_x3.yml'))])
+def test_documented_make_lr_command_writes_what_the_test_option_reads(rel, tmp_path, monkeypatch):
+    data_tool = pytest.importorskip('srplugins.tools.data')
+    opt = parse_recipe(rel, tmp_path, monkeypatch, is_train=False)
+    argv = documented_command(rel, 'srplugins-data')
+    assert argv[0] == 'make-lr'
+    monkeypatch.chdir(tmp_path)
+    set5 = next(d for d in opt['datasets'].values() if d['name'] == 'Set5')
+    smooth_images(set5['dataroot_gt'], 2, (61, 50), names=['baby.png', 'bird.png'])
+    assert data_tool.main(argv) in (0, None)
+    dataset = build_dataset(set5)
+    assert len(dataset) == 2 and dataset[0]['gt'].shape[1:] == tuple(opt['scale'] * n
+                                                                     for n in dataset[0]['lq'].shape[1:])
+
+
+@pytest.mark.parametrize('scale', [4, 2])
+def test_documented_meta_info_command_writes_what_the_finetune_option_reads(scale, tmp_path, monkeypatch):
+    data_tool = pytest.importorskip('srplugins.tools.data')
+    rel = f'{REAL_ESRGAN}/finetune_RealESRGAN_x{scale}plus_pairdata.yml'
+    opt = parse_recipe(rel, tmp_path, monkeypatch)
+    argv = documented_command(rel, 'srplugins-data')
+    assert argv[:2] == ['meta-info', '--paired']
+    monkeypatch.chdir(tmp_path)
+    train = opt['datasets']['train']
+    names = ['a.png', 'b.png', 'c.png']
+    smooth_images(train['dataroot_gt'], 3, (64, 64), names=names)
+    smooth_images(train['dataroot_lq'], 3, (64 // scale, 64 // scale), names=names)
+    assert data_tool.main(argv) in (0, None)
+    dataset = build_dataset(dict(train, gt_size=32))
+    assert [osp.basename(p['gt_path']) for p in dataset.paths] == names
+    assert dataset[1]['lq'].shape == (3, 32 // scale, 32 // scale)
