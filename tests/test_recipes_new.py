@@ -286,8 +286,8 @@ def run_validation(model, opt, val_opt):
     return results
 
 
-@pytest.mark.parametrize('scale', DASR_SCALES)
-def test_dasr_dsn_two_iterations_and_validation(tmp_path, monkeypatch, alexnet_weights, scale):
+def train_dasr_dsn(tmp_path, monkeypatch, scale):
+    """The DSN recipe at ``scale``, shrunk, after two CPU iterations; returns (opt, model)."""
     rel = f'options/train/DASR/train_DASR_DSN_x{scale}.yml'
     assert first_line(rel).startswith(f'# DASR step 1/3 at x{scale}')
     opt = parse_recipe(rel, tmp_path, monkeypatch)
@@ -316,12 +316,43 @@ def test_dasr_dsn_two_iterations_and_validation(tmp_path, monkeypatch, alexnet_w
     for log in logs:
         assert {'l_g_col', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(log)
     assert model.output.shape == (BATCH, 3, gt_size // scale, gt_size // scale)
+    return opt, model
+
+
+@pytest.mark.parametrize('scale', DASR_SCALES)
+def test_dasr_dsn_two_iterations_and_validation(tmp_path, monkeypatch, alexnet_weights, scale):
+    opt, model = train_dasr_dsn(tmp_path, monkeypatch, scale)
     # validation block: G(HR) against the paired real LR at this scale
     hr, lr = dasr_val_pairs(tmp_path, scale)
     run_validation(model, opt, dict(opt['datasets']['val'], dataroot_gt=hr, dataroot_lq=lr))
     model.save(0, 2)
     bundle = torch.load(osp.join(opt['path']['models'], 'dsn_2.pth'), map_location='cpu', weights_only=True)
     assert bundle['scale'] == scale and bundle['network_g']['scale'] == scale
+
+
+@pytest.mark.parametrize('scale', DASR_SCALES)
+def test_dasr_generation_from_the_recipe_dsn_feeds_the_sr_recipe(tmp_path, monkeypatch, alexnet_weights, scale):
+    """Step 2 on the step-1 bundle of the x2 / x1 recipe writes what the step-3 recipe's dataset reads. At x1 this
+    needs generation to accept a scale-1 generator trained at ``scale: 1`` (its input is the HR image itself)."""
+    generation = pytest.importorskip('srplugins.tools.dasr_generate')
+    opt, model = train_dasr_dsn(tmp_path, monkeypatch, scale)
+    model.save(0, 2)
+    hr = smooth_images(tmp_path / 'target', 2, (64, 68), seed=8)
+    out = str(tmp_path / 'generated')
+    generation.generate(
+        osp.join(opt['path']['models'], 'dsn_2.pth'), hr, out, tile=32, tile_pad=8, progress=False, force=True)
+    sr_opt = parse_recipe(f'options/train/DASR/train_DASR_SR_x{scale}.yml', tmp_path / 'sr', monkeypatch)
+    train = dict(
+        sr_opt['datasets']['train'],
+        dataroot_gt=hr,
+        dataroot_lq=osp.join(out, 'lq'),
+        dataroot_ddm=osp.join(out, 'ddm'),
+        dataroot_lq_real=opt['datasets']['train']['dataroot_lq'],
+        gt_size=32)
+    dataset = build_dataset(train)
+    sample = dataset[0]
+    assert len(dataset) == 2 and sample['gt'].shape == (3, 32, 32)
+    assert sample['lq'].shape == (3, 32 // scale, 32 // scale) and sample['ddm'].shape == (1, 32 // scale, 32 // scale)
 
 
 def dasr_generated(tmp_path, scale, count=2, gt_side=48):
