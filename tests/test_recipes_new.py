@@ -481,6 +481,7 @@ NEW_OPTION_FILES = [
     f'{REAL_ESRGAN}/finetune_RealESRGAN_x4plus_pairdata.yml', f'{REAL_ESRGAN}/finetune_RealESRGAN_x2plus_pairdata.yml',
     'options/train/DASR/train_DASR_DSN_x2.yml', 'options/train/DASR/train_DASR_SR_x2.yml',
     'options/train/DASR/train_DASR_DSN_x1.yml', 'options/train/DASR/train_DASR_SR_x1.yml',
+    'options/train/DASR/train_DASR_SR_x2_unetsn.yml', 'options/train/DASR/train_DASR_SR_x1_unetsn.yml',
     'options/test/DASR/test_DASR_x2.yml', 'options/test/DASR/test_DASR_x1.yml'
 ]
 
