@@ -144,6 +144,11 @@ def test_x2plus_follows_the_x4plus_recipe_at_scale_2(stage):
     if stage == 'RealESRNet':  # upstream: init from the released x4 GAN model, non-strict (conv_first differs)
         assert osp.basename(x2['path']['pretrain_network_g']) == 'RealESRGAN_4xplus.pth'
         assert x2['path']['strict_load_g'] is False and x2['path']['param_key_g'] == 'params_ema'
+        # a renamed copy: srplugins refuses the upstream file name (_x4plus) in a scale-2 run
+        from srplugins.compat import check_checkpoint_scale
+        check_checkpoint_scale(x2['path']['pretrain_network_g'], 2)
+        with pytest.raises(ValueError, match='says x4'):
+            check_checkpoint_scale('experiments/pretrained_models/RealESRGAN_x4plus.pth', 2)
     else:
         assert x2['path']['pretrain_network_g'] == x4['path']['pretrain_network_g'].replace('x4plus', 'x2plus')
         assert x2['path']['strict_load_g'] is True
