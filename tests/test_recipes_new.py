@@ -414,7 +414,7 @@ def test_dasr_sr_two_iterations_and_validation(tmp_path, monkeypatch, alexnet_we
 def test_dasr_test_options_evaluate_a_trained_network(tmp_path, monkeypatch, alexnet_weights, scale):
     """The test option file loads the SR stage's checkpoint (as training saves it) and evaluates the paired set."""
     rel = f'options/test/DASR/test_DASR_x{scale}.yml'
-    assert first_line(rel).startswith(f'# Evaluate a DASR SR network at x{scale}')
+    assert first_line(rel).startswith(f'# Evaluate a DASR SR network at x{scale} on the')
     opt = parse_recipe(rel, tmp_path, monkeypatch, is_train=False)
     train_opt = load_yaml(f'options/train/DASR/train_DASR_SR_x{scale}.yml')
     assert opt['network_g'] == train_opt['network_g'] and opt['scale'] == train_opt['scale'] == scale
