@@ -53,6 +53,7 @@ Shared helpers (float64, random backbones, recipe loading / shrinking, demo data
 import argparse
 import ast
 import contextlib
+import copy
 import importlib.resources
 import json
 import numpy as np
@@ -434,21 +435,40 @@ def sr_batch(domains, batch_size, gt_size, rng):
 # ----------------------------------------------------------------------------------------------------------------
 # dasr_dsn
 # ----------------------------------------------------------------------------------------------------------------
-def official_dsn_step(objs, input_img, bicubic_img, disc_img):
+DSN_BLOCKER_CHOICES = ('recompute', 'pre_step_copy', 'torch_1_1')
+
+
+def official_dsn_step(objs, input_img, bicubic_img, disc_img, blocker='recompute'):
     """One iteration of DSN ``train.py`` (``--generator DeResnet``, no ragan / wgan, ``disc_freq = gen_freq = 1``)
     on the official objects ``objs`` (``model_g``, ``model_d``, ``g_loss_module``, ``optimizer_g``, ``optimizer_d``,
-    ``loss`` module). Patch 6: ``fake_tex`` is recomputed with the updated discriminator before the generator loss.
+    ``loss`` module, ``opt``).
+
+    ``blocker`` (patch 6) says how the generator loss gets ``fake_tex`` on modern torch:
+
+    * ``'recompute'`` (default, srplugins' behaviour): ``model_d(fake_img)`` again, with the updated discriminator;
+    * ``'pre_step_copy'``: ``fake_tex`` from a copy of the discriminator taken before its step (loss value and
+      gradient of the pre-step discriminator, the loop's evident intent);
+    * ``'torch_1_1'``: the official line as written, with what torch <= 1.4 did: the discriminator forwards save
+      their tensors through identity ``saved_tensors_hooks`` (no in-place version check), so the loss value is the
+      pre-step one and back-propagation uses the pre-step activations with the post-step weights, as on the
+      torch 1.1 the repository pins (where ``optimizer.step()`` updated ``p.data`` without a version bump).
 
     Returns:
-        dict[str, float]: the loss terms as srplugins names them (weighted as they enter the totals).
+        tuple: (dict of the loss terms as srplugins names them, weighted as they enter the totals; detached fake).
     """
     import torch
+    if blocker not in DSN_BLOCKER_CHOICES:
+        raise ValueError(f'blocker must be one of {DSN_BLOCKER_CHOICES}, got {blocker!r}')
     model_g, model_d, g_loss_module = objs['model_g'], objs['model_d'], objs['g_loss_module']
     loss_mod = objs['loss']
+    hooks = torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t) if blocker == 'torch_1_1' \
+        else contextlib.nullcontext()
     # Estimate scores of fake and real images
     fake_img = model_g(input_img)
-    real_tex = model_d(disc_img)
-    fake_tex = model_d(fake_img)
+    with hooks:
+        real_tex = model_d(disc_img)
+        fake_tex = model_d(fake_img)
+    fake_tex_g = copy.deepcopy(model_d)(fake_img) if blocker == 'pre_step_copy' else None
     # Update Discriminator network
     model_d.zero_grad()
     d_tex_loss = loss_mod.discriminator_loss(real_tex, fake_tex, wasserstein=False, grad_penalties=None)
@@ -456,16 +476,18 @@ def official_dsn_step(objs, input_img, bicubic_img, disc_img):
     objs['optimizer_d'].step()
     # Update Generator network
     model_g.zero_grad()
-    fake_tex_d = fake_tex
-    fake_tex = model_d(fake_img)  # patch 6 (recompute); official: the pre-step graph, an error on torch >= 1.5
-    g_loss = g_loss_module(fake_tex, fake_img, bicubic_img)
+    if blocker == 'recompute':
+        fake_tex_g = model_d(fake_img)
+    elif blocker == 'torch_1_1':
+        fake_tex_g = fake_tex
+    g_loss = g_loss_module(fake_tex_g, fake_img, bicubic_img)
     assert not torch.isnan(g_loss), 'Generator loss returns NaN values'
     g_loss.backward()
     objs['optimizer_g'].step()
     opt = objs['opt']
     with torch.no_grad():  # the two halves of loss.discriminator_loss, from the tensors it was given
         l_d_real = (-torch.log(real_tex + 1e-8).mean()).item()
-        l_d_fake = (-torch.log(1 - fake_tex_d + 1e-8).mean()).item()
+        l_d_fake = (-torch.log(1 - fake_tex + 1e-8).mean()).item()
     terms = {
         'l_d_real': l_d_real,
         'l_d_fake': l_d_fake,
@@ -476,6 +498,27 @@ def official_dsn_step(objs, input_img, bicubic_img, disc_img):
         'l_g_total': g_loss.item(),
     }
     return terms, fake_img.detach()
+
+
+def dsn_blocker_effect(objs, batch):
+    """How much the choice of patch 6 matters: one official iteration from the current state with each choice.
+
+    Returns:
+        str: A note with each choice's ``l_g_gan`` and its largest generator-parameter difference from
+        ``'recompute'`` after the step (the official objects ``objs`` are left untouched).
+    """
+    start = copy.deepcopy({k: objs[k] for k in ('model_g', 'model_d', 'optimizer_g', 'optimizer_d')})
+    params, gan = {}, {}
+    for choice in DSN_BLOCKER_CHOICES:
+        trial = dict(objs, **copy.deepcopy(start))
+        terms, _ = official_dsn_step(trial, batch['gt'], batch['lq_bicubic'], batch['lq_real'], blocker=choice)
+        params[choice] = trial['model_g'].state_dict()
+        gan[choice] = terms['l_g_gan']
+    ref = params['recompute']
+    diffs = {c: max((params[c][k] - ref[k]).abs().max().item() for k in ref) for c in DSN_BLOCKER_CHOICES}
+    return ('patch 6 choices, one official iteration from the same start: ' +
+            '; '.join(f'{c}: l_g_gan {gan[c]:.9e}, max |G param - recompute| {diffs[c]:.2e}'
+                      for c in DSN_BLOCKER_CHOICES))
 
 
 def build_official_dsn(ref, recipe, notes):
@@ -587,6 +630,8 @@ def run_dsn(ref, iters, seed, data, workdir, curves):
                 'l_g_total': log['l_g_col'] + log['l_g_percep'] + log['l_g_gan'],
             }
             with no_cuda():
+                if it == 1:
+                    notes.append(dsn_blocker_effect(official, batch))
                 off_terms, _ = official_dsn_step(official, batch['gt'], batch['lq_bicubic'], batch['lq_real'])
             records.append({
                 'losses': {
