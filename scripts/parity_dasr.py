@@ -15,8 +15,8 @@ What is compared, step by step, in float64:
   ``DASRModel`` built from ``options/train/DASR/train_DASR_SR_x4_AIM2019.yml``.
 
 Shrinking (same on both sides, stated in the notes): batch size and patch size for both stages; for the SR stage also
-the generator width (``num_feat`` / ``num_grow_ch``, official ``nf`` / ``gc``). The DSN networks and the SR
-discriminator keep their full width (the official code hard-codes it).
+the generator width ``num_feat`` (official ``nf``; ``num_grow_ch`` stays 32, which the official ``RRDBNet``
+hard-codes). The DSN networks and the SR discriminator keep their full width (the official code hard-codes it).
 
 Patches applied to the official code (nothing else is changed; each is needed on today's stack or on CPU):
 
@@ -36,7 +36,9 @@ Patches applied to the official code (nothing else is changed; each is needed on
 6. Modern-torch blocker of that iteration: the official generator loss back-propagates through ``fake_tex``, whose
    graph holds the discriminator weights that ``optimizer_d.step()`` has just changed in place; torch >= 1.5 raises
    "modified by an inplace operation". Choice here: **recompute** ``fake_tex = model_d(fake_img)`` with the updated
-   discriminator before the generator loss (the fix srplugins implements; see docs/DASR.md for the other choices).
+   discriminator before the generator loss (the fix srplugins implements). The two other choices (a pre-step copy
+   of the discriminator; torch-1.1 semantics through identity ``saved_tensors_hooks``) are run once from the same
+   state and their effect reported in a note (:func:`dsn_blocker_effect`, docs/DASR.md).
 7. SRN: the option files name the unregistered model ``DASR_FS_ESRGAN_patchGAN`` (``models/__init__.py`` knows
    only ``DASR``), so ``DASR_Model`` is instantiated directly; ``gpu_ids=None`` (CPU: ``base_model.py``),
    ``val_lpips=False`` (a second LPIPS for validation only), ``network_G.scale`` set as ``options.parse`` does, and
