@@ -711,7 +711,6 @@ def build_official_sr(ref, notes):
         raw['train']['fs_kernel_size'] = 5  # patch 7: only the visualisation FilterHigh reads it
     with official_code([osp.join(codes, 'SRN'), codes]):
         from models.DASR_model import DASR_Model
-
         from options.options import dict_to_nonedict
         opt = dict_to_nonedict(raw)
         model = DASR_Model(opt)

@@ -1,9 +1,8 @@
 """srplugins.utils.atomic: a failed or killed write leaves the previous file intact."""
 import os
+import pytest
 import subprocess
 import sys
-
-import pytest
 
 from srplugins.utils.atomic import atomic_torch_save, atomic_write, atomic_write_bytes
 

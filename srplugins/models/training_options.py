@@ -57,10 +57,10 @@ from collections import OrderedDict
 from os import path as osp
 from torch.utils.data.dataloader import default_collate
 
+from srplugins.inference import run_network
 from srplugins.utils.atomic import atomic_torch_save
 from srplugins.utils.health import (TrainingHealthError, collapse_reason, grads_finite, nonfinite_tensors,
                                     nonfinite_terms)
-from srplugins.inference import run_network
 
 AMP_MODES = ('off', 'fp16', 'bf16')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')

@@ -51,7 +51,10 @@ ALLOWED = {
         'use_hflip',
         'use_rot',
         'use_flip',
-        'use_shuffle'  # in basicsr's example options; unused since its samplers (kept: harmless)
+        'use_shuffle',  # in basicsr's example options; unused since its samplers (kept: harmless)
+        # Real-ESRGAN degradation settings, read as opt.get(name + suffix) by RealESRGANGTDataset
+        *(f'{name}{suffix}' for name in ('blur_kernel_size', 'kernel_list', 'kernel_prob', 'blur_sigma', 'betag_range',
+                                         'betap_range', 'sinc_prob') for suffix in ('', '2')),
     },
     'train': {
         'total_iter', 'warmup_iter', 'ema_decay', 'scheduler', 'net_d_iters', 'net_d_init_iters', 'net_d_iter', 'amp',
