@@ -1,0 +1,664 @@
+#!/usr/bin/env python
+"""Training parity: srplugins' training step against the official training code, iteration by iteration.
+
+Usage::
+
+    python scripts/parity.py METHOD --ref PATH [--iters N] [--seed S] [--json FILE] [--plot FILE] [--data DIR]
+
+``METHOD`` is one of ``a2n``, ``bsrgan``, ``realesrnet``, ``realesrgan``, ``srgan`` (this file) and ``dasr_dsn``,
+``dasr_sr`` (``scripts/parity_dasr.py``, dispatched to when present). ``PATH`` is the root of a ``git clone`` of the
+official repository (haoyuc/A2N, cszn/KAIR, xinntao/Real-ESRGAN, ShuhangGu/DASR; ignored for ``srgan``, which has
+no official code and is checked against the paper's formulas written out here).
+
+For each method both sides are built (the official objects from the code at PATH, imported at run time and patched
+only where the official code cannot run on today's stack or on CPU; every patch is named with its reason in the
+method's function), given the same initial weights (converted between key layouts), the same batches and the same
+random draws, and trained for N iterations. Every iteration prints every loss term of both sides and the largest
+absolute parameter difference of every network after the step. The last line is exactly ``PARITY <METHOD>: PASS
+...`` or ``PARITY <METHOD>: FAIL ...``: PASS means every loss term equal to 1e-5 relative and every parameter equal to
+1e-5 absolute after every iteration (in float64 where the official code allows it; the report says the dtype).
+
+Pretrained backbones (VGG19 for perceptual losses; AlexNet + LPIPS linear layers) are replaced on both sides by the
+same randomly initialised files written to a temporary folder (:func:`write_random_backbones`): nothing is
+downloaded.
+
+Contract of a method (also used by ``scripts/parity_dasr.py``, which exposes ``METHODS = {'dasr_dsn': run_dsn,
+'dasr_sr': run_sr}``)::
+
+    run(ref: str, iters: int, seed: int, data: str | None, workdir: str, curves: bool) -> {
+        'dtype': 'float64' | 'float32',
+        'notes': [str, ...],                                  # patches, deliberate differences, caveats
+        'iters': [{'losses': {term: [ours, official]}, 'params': {net_name: max_abs_diff}}, ...],
+        'curves': {'ours': {term: [per iter]}, 'official': {term: [per iter]}},   # when curves
+        'val_psnr': {'ours': float, 'official': float},                           # when curves
+    }
+
+Shared helpers (importable as ``from parity import ...`` with ``scripts/`` on ``sys.path``): :func:`float64`,
+:func:`write_random_backbones`, :func:`use_lpips_linear`, :func:`load_recipe`, :func:`prepare_opt`,
+:func:`convert_keys`, :func:`invert_renames`, :func:`max_param_diff`, :func:`demo_data`, :func:`BatchSampler`,
+:func:`psnr_y`, :func:`add_ref_path`, :func:`patched`.
+"""
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import os.path as osp
+import sys
+import tempfile
+from collections import OrderedDict
+
+import srplugins  # noqa: F401  (stack fixes before basicsr / official code import basicsr)
+
+# isort: split
+
+SCRIPTS_DIR = osp.dirname(osp.abspath(__file__))
+REPO_ROOT = osp.dirname(SCRIPTS_DIR)
+LOSS_RTOL = 1e-5
+PARAM_ATOL = 1e-5
+
+# METHOD name -> run function; this file's methods register with @method, parity_dasr's are merged by all_methods()
+METHODS = OrderedDict()
+
+
+def method(name):
+    """Register ``fn`` as the parity run of ``name`` (see the module docstring for the contract)."""
+
+    def deco(fn):
+        METHODS[name] = fn
+        return fn
+
+    return deco
+
+
+def all_methods():
+    """This file's methods plus ``scripts/parity_dasr.py``'s ``METHODS`` when that file exists."""
+    methods = OrderedDict(METHODS)
+    if osp.isfile(osp.join(SCRIPTS_DIR, 'parity_dasr.py')):
+        if SCRIPTS_DIR not in sys.path:
+            sys.path.insert(0, SCRIPTS_DIR)
+        import parity_dasr
+        methods.update(parity_dasr.METHODS)
+    return methods
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# report and verdict
+# --------------------------------------------------------------------------------------------------------------------
+def rel_diff(ours, official):
+    """|ours - official| relative to the larger magnitude (0 when both are 0; inf when one is missing or not finite)."""
+    if ours is None or official is None:
+        return math.inf
+    ours, official = float(ours), float(official)
+    if not (math.isfinite(ours) and math.isfinite(official)):
+        return 0.0 if ours == official else math.inf
+    scale = max(abs(ours), abs(official))
+    return 0.0 if scale == 0 else abs(ours - official) / scale
+
+
+def worst_figures(result):
+    """Worst loss relative difference and worst parameter difference over all iterations.
+
+    Returns:
+        dict: ``loss`` = (rel_diff, term, iter) and ``param`` = (abs_diff, net, iter); iterations count from 1;
+        (0.0, None, None) when there is nothing of that kind.
+    """
+    worst_loss, worst_param = (0.0, None, None), (0.0, None, None)
+    for i, rec in enumerate(result['iters'], 1):
+        for term, (ours, official) in rec['losses'].items():
+            d = rel_diff(ours, official)
+            if d > worst_loss[0]:
+                worst_loss = (d, term, i)
+        for net, diff in rec['params'].items():
+            diff = float(diff)
+            if not math.isfinite(diff):
+                diff = math.inf
+            if diff > worst_param[0]:
+                worst_param = (diff, net, i)
+    return {'loss': worst_loss, 'param': worst_param}
+
+
+def verdict(name, result, rtol=LOSS_RTOL, atol=PARAM_ATOL):
+    """The verdict of a method's result.
+
+    PASS needs at least one iteration, every loss term of every iteration within ``rtol`` (relative) and every
+    network's largest parameter difference within ``atol`` (absolute). A loss term present on one side only counts as
+    a failure (the dict holds the pair, so this shows as a NaN on the missing side).
+
+    Returns:
+        tuple[bool, str]: (passed, the line ``PARITY <NAME>: PASS|FAIL ...``).
+    """
+    iters = result.get('iters') or []
+    worst = worst_figures(result)
+    (lw, lterm, liter), (pw, pnet, piter) = worst['loss'], worst['param']
+    ok = bool(iters) and lw <= rtol and pw <= atol
+    missing = [(i, t) for i, rec in enumerate(iters, 1) for t, pair in rec['losses'].items()
+               if any(v is None for v in pair)]
+    ok = ok and not missing
+    detail = (f'{len(iters)} iters, {result.get("dtype", "?")}, worst loss rel diff {lw:.3g}' +
+              (f' ({lterm}, iter {liter})' if lterm else '') + f', worst param abs diff {pw:.3g}' +
+              (f' ({pnet}, iter {piter})' if pnet else ''))
+    if not iters:
+        detail = 'no iterations ran'
+    if missing:
+        detail += f', loss terms missing on one side: {missing[:3]}'
+    return ok, f'PARITY {name.upper()}: {"PASS" if ok else "FAIL"} {detail} (tolerances: loss {rtol:g} relative, ' \
+        f'params {atol:g} absolute)'
+
+
+def format_iteration(i, rec):
+    """Lines for one iteration: every loss term on both sides and every network's parameter difference."""
+    lines = [f'iter {i}:']
+    for term, (ours, official) in rec['losses'].items():
+        lines.append(f'  {term:<14s} ours {_fmt(ours)}  official {_fmt(official)}  rel diff {_fmt_d(ours, official)}')
+    for net, diff in rec['params'].items():
+        lines.append(f'  {net:<14s} max |param diff| {float(diff):.3e}')
+    return lines
+
+
+def _fmt(v):
+    return 'missing'.rjust(22) if v is None else f'{float(v):22.15e}'
+
+
+def _fmt_d(a, b):
+    return 'n/a' if a is None or b is None else f'{rel_diff(a, b):.3e}'
+
+
+def report(name, result, stream=None):
+    """Print notes, every iteration and the verdict (last line). Returns the verdict tuple."""
+    stream = stream or sys.stdout
+    print(f'== parity {name}: {len(result.get("iters", []))} iterations in {result.get("dtype", "?")}', file=stream)
+    for note in result.get('notes', []):
+        print(f'note: {note}', file=stream)
+    for i, rec in enumerate(result.get('iters', []), 1):
+        print('\n'.join(format_iteration(i, rec)), file=stream)
+    if result.get('val_psnr'):
+        v = result['val_psnr']
+        print(f'validation PSNR (Y): ours {v["ours"]:.4f} dB, official {v["official"]:.4f} dB', file=stream)
+    ok, line = verdict(name, result)
+    print(line, file=stream)
+    stream.flush()
+    return ok, line
+
+
+def to_jsonable(obj):
+    """Plain JSON types (floats for tensors / numpy numbers; non-finite floats as strings)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    try:
+        value = float(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return int(obj)
+    return value if math.isfinite(value) else str(value)
+
+
+def plot(name, result, path):
+    """One PNG: every loss term of both sides per iteration, plus the validation PSNR of both sides."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    curves = result.get('curves') or {'ours': {}, 'official': {}}
+    if not curves.get('ours'):  # fall back to the per-iteration records
+        curves = {'ours': {}, 'official': {}}
+        for rec in result.get('iters', []):
+            for term, (ours, official) in rec['losses'].items():
+                curves['ours'].setdefault(term, []).append(ours)
+                curves['official'].setdefault(term, []).append(official)
+    terms = list(curves['ours'])
+    psnr = result.get('val_psnr')
+    ncols = len(terms) + (1 if psnr else 0)
+    fig, axes = plt.subplots(1, max(ncols, 1), figsize=(4.2 * max(ncols, 1), 3.6), squeeze=False)
+    for ax, term in zip(axes[0], terms):
+        ours, official = curves['ours'][term], curves['official'].get(term, [])
+        ax.plot(range(1, len(official) + 1), official, color='tab:orange', lw=2.5, alpha=0.6, label='official')
+        ax.plot(range(1, len(ours) + 1), ours, color='tab:blue', lw=1, ls='--', label='srplugins')
+        ax.set_title(term)
+        ax.set_xlabel('iteration')
+        ax.legend()
+    if psnr:
+        ax = axes[0][-1]
+        bars = ax.bar(['srplugins', 'official'], [psnr['ours'], psnr['official']], color=['tab:blue', 'tab:orange'])
+        for bar, v in zip(bars, (psnr['ours'], psnr['official'])):
+            ax.annotate(f'{v:.3f}', (bar.get_x() + bar.get_width() / 2, v), ha='center', va='bottom')
+        low = min(psnr['ours'], psnr['official'])
+        ax.set_ylim(low - 2, max(psnr['ours'], psnr['official']) + 1)
+        ax.set_title('validation PSNR-Y (dB) after training')
+    ok, line = verdict(name, result)
+    fig.suptitle(line, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# shared helpers
+# --------------------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def float64(enabled=True):
+    """Default dtype float64 inside the block (new modules / tensors), restored afterwards."""
+    import torch
+    old = torch.get_default_dtype()
+    if enabled:
+        torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+@contextlib.contextmanager
+def patched(obj, attr, value):
+    """``setattr(obj, attr, value)`` inside the block, the original restored afterwards (run-time patch)."""
+    missing = object()
+    old = getattr(obj, attr, missing)
+    setattr(obj, attr, value)
+    try:
+        yield old if old is not missing else None
+    finally:
+        if old is missing:
+            delattr(obj, attr)
+        else:
+            setattr(obj, attr, old)
+
+
+def add_ref_path(*paths):
+    """Put official code folders first on ``sys.path`` (each must exist: a clear error names it otherwise)."""
+    for path in reversed(paths):
+        if not osp.isdir(path):
+            raise FileNotFoundError(f'--ref: expected the folder {path} of the official checkout; it does not exist')
+        path = osp.abspath(path)
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)
+
+
+LPIPS_ALEX_CHANNELS = (64, 192, 384, 256, 256)
+
+
+def write_random_backbones(folder, seed=0, set_env=True):
+    """Write random-init backbone files and point every loader (ours, basicsr, torchvision, official code) at them.
+
+    Files (torchvision's names, so torchvision's cache lookup and srplugins' offline lookup both find them):
+
+    * ``vgg19-dcbb9e9d.pth``: torchvision ``vgg19`` state dict (random init from ``seed``);
+    * ``alexnet-owt-7be5be79.pth``: torchvision ``alexnet`` state dict (random init from ``seed + 1``);
+    * ``lpips_alex_v0.1.pth``: LPIPS linear layers ``lin{k}.model.1.weight`` (1, C, 1, 1), non-negative as the
+      calibrated ones are (uniform [0, 0.1) from ``seed + 2``).
+
+    They are written to ``folder`` and to ``folder/torch_home/hub/checkpoints`` (torch.hub's cache, where
+    torchvision's ``pretrained=True`` looks before downloading) and ``folder/experiments/pretrained_models`` (basicsr's
+    relative VGG path, usable by changing into ``folder``). With ``set_env``: ``SRPLUGINS_PRETRAINED_DIR=folder``
+    and ``TORCH_HOME=folder/torch_home`` (torch.hub reads it at every call).
+
+    Returns:
+        dict: ``vgg19``, ``alexnet``, ``lpips_alex`` file paths and ``torch_home``.
+    """
+    import shutil
+    import torch
+    import torchvision
+
+    os.makedirs(folder, exist_ok=True)
+    hub = osp.join(folder, 'torch_home', 'hub', 'checkpoints')
+    exp = osp.join(folder, 'experiments', 'pretrained_models')
+    os.makedirs(hub, exist_ok=True)
+    os.makedirs(exp, exist_ok=True)
+    paths = {}
+    gen_state = torch.random.get_rng_state()
+    try:
+        for i, (arch, fname) in enumerate((('vgg19', 'vgg19-dcbb9e9d.pth'), ('alexnet', 'alexnet-owt-7be5be79.pth'))):
+            torch.manual_seed(seed + i)
+            with float64(False):
+                net = getattr(torchvision.models, arch)(weights=None)
+            path = osp.join(folder, fname)
+            torch.save(net.state_dict(), path)
+            for extra in (hub, exp):
+                shutil.copyfile(path, osp.join(extra, fname))
+            paths[arch] = path
+        gen = torch.Generator().manual_seed(seed + 2)
+        lin = OrderedDict((f'lin{k}.model.1.weight', torch.rand(1, c, 1, 1, generator=gen, dtype=torch.float32) * 0.1)
+                          for k, c in enumerate(LPIPS_ALEX_CHANNELS))
+        paths['lpips_alex'] = osp.join(folder, 'lpips_alex_v0.1.pth')
+        torch.save(lin, paths['lpips_alex'])
+    finally:
+        torch.random.set_rng_state(gen_state)
+    paths['torch_home'] = osp.join(folder, 'torch_home')
+    if set_env:
+        os.environ['SRPLUGINS_PRETRAINED_DIR'] = folder
+        os.environ['TORCH_HOME'] = paths['torch_home']
+    return paths
+
+
+@contextlib.contextmanager
+def use_lpips_linear(path):
+    """Make every ``lpips.LPIPS(...)`` built in the block load its linear layers from ``path`` (not the wheel's)."""
+    import lpips
+    original = lpips.LPIPS.__init__
+
+    def init(self, *args, **kwargs):
+        if kwargs.get('model_path') is None:
+            kwargs['model_path'] = path
+        original(self, *args, **kwargs)
+
+    with patched(lpips.LPIPS, '__init__', init):
+        yield
+
+
+def load_recipe(path, batch=None, patch=None, width=None, overrides=None):
+    """A shipped option file (``options/...``), parsed, with only the stated shrinking applied.
+
+    Args:
+        path (str): Option file, absolute or relative to the repository root.
+        batch (int | None): ``datasets.train.batch_size_per_gpu``.
+        patch (int | None): ``datasets.train.gt_size`` (HR patch).
+        width (int | None): ``network_g.num_feat``.
+        overrides (dict | None): Further changes by dotted key, e.g. ``{'network_d.num_feat': 16}``; every key's
+            parent must exist (a typo raises KeyError naming it).
+
+    Returns:
+        dict: The options (plain nested dicts), with a ``'shrunk'`` entry listing what changed (``key: old -> new``).
+    """
+    import yaml
+    full = path if osp.isabs(path) else osp.join(REPO_ROOT, path)
+    if not osp.isfile(full):
+        raise FileNotFoundError(f'recipe {path} not found (looked for {full})')
+    with open(full, encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    changes = OrderedDict()
+    if batch is not None:
+        changes['datasets.train.batch_size_per_gpu'] = batch
+    if patch is not None:
+        changes['datasets.train.gt_size'] = patch
+    if width is not None:
+        changes['network_g.num_feat'] = width
+    changes.update(overrides or {})
+    shrunk = []
+    for key, value in changes.items():
+        *parents, leaf = key.split('.')
+        node = opt
+        for p in parents:
+            if not isinstance(node, dict) or p not in node:
+                raise KeyError(f'{path}: no option {key!r} (missing {p!r})')
+            node = node[p]
+        shrunk.append(f'{key}: {node.get(leaf)!r} -> {value!r}')
+        node[leaf] = value
+    opt['shrunk'] = shrunk
+    return opt
+
+
+def prepare_opt(opt, workdir, is_train=True):
+    """Complete a parsed recipe as basicsr's ``parse_options`` would, for a CPU, single-process, in-memory run.
+
+    Sets ``is_train``, ``dist=False``, ``rank=0``, ``world_size=1``, ``num_gpu=0``, ``auto_resume=False``, no
+    pretrained/resume paths, and the experiment folders under ``workdir``. Returns a new dict.
+    """
+    opt = copy.deepcopy(opt)
+    opt.pop('shrunk', None)
+    opt.update(is_train=is_train, dist=False, rank=0, world_size=1, num_gpu=0, auto_resume=False, root_path=workdir)
+    for phase, dataset in opt.get('datasets', {}).items():
+        dataset['phase'] = phase.split('_')[0]
+        dataset.setdefault('scale', opt.get('scale'))
+    exp = osp.join(workdir, 'experiments', opt.get('name', 'parity'))
+    path = opt.setdefault('path', {})
+    for key in list(path):
+        if key.startswith('pretrain_network') or key == 'resume_state':
+            path[key] = None
+    path.update(
+        experiments_root=exp,
+        models=osp.join(exp, 'models'),
+        training_states=osp.join(exp, 'training_states'),
+        log=exp,
+        visualization=osp.join(exp, 'visualization'))
+    opt.setdefault('logger', {})['use_tb_logger'] = False
+    return opt
+
+
+def convert_keys(state_dict, renames):
+    """Rename state-dict keys by ordered substring replacements; a ``module.`` prefix is stripped first.
+
+    Args:
+        state_dict (Mapping[str, Tensor]): Source layout.
+        renames (Sequence[tuple[str, str]]): ``(old, new)`` substring pairs, applied in order to every key.
+
+    Returns:
+        OrderedDict: Same tensors (not copied) under the new keys.
+
+    Raises:
+        ValueError: If two keys map to the same new key.
+    """
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        new = key[7:] if key.startswith('module.') else key
+        for old, rep in renames:
+            new = new.replace(old, rep)
+        if new in out:
+            raise ValueError(f'key conversion maps two keys to {new!r} (second: {key!r})')
+        out[new] = value
+    return out
+
+
+def invert_renames(renames):
+    """The ``renames`` that undo ``renames`` (pairs swapped, order reversed)."""
+    return [(new, old) for old, new in reversed(list(renames))]
+
+
+def max_param_diff(ours, official, renames=()):
+    """Largest absolute difference over all parameters of two networks (official keys converted by ``renames``).
+
+    Args:
+        ours (nn.Module | Mapping[str, Tensor]): srplugins' network (or its named parameters).
+        official (nn.Module | Mapping[str, Tensor]): The official network (or named parameters).
+        renames: Conversion from the official key layout to ours (see :func:`convert_keys`).
+
+    Returns:
+        float: The largest ``|ours - official|``; ``inf`` when the parameter sets or shapes differ.
+    """
+    a = dict(ours.named_parameters()) if hasattr(ours, 'named_parameters') else dict(ours)
+    b = convert_keys(dict(official.named_parameters()) if hasattr(official, 'named_parameters') else official, renames)
+    a = {k[7:] if k.startswith('module.') else k: v for k, v in a.items()}
+    if set(a) != set(b):
+        return math.inf
+    worst = 0.0
+    for key, value in a.items():
+        other = b[key]
+        if value.shape != other.shape:
+            return math.inf
+        worst = max(worst, (value.detach().double() - other.detach().double()).abs().max().item())
+    return worst
+
+
+def load_converted(module, state_dict, renames=()):
+    """Copy ``state_dict`` (other key layout, converted by ``renames``) into ``module`` with strict key checking.
+
+    Parameters and buffers are copied in ``module``'s dtype.
+    """
+    module.load_state_dict(convert_keys(state_dict, renames), strict=True)
+    return module
+
+
+def demo_data(workdir, data=None):
+    """The data folder: ``data`` if given (must hold ``train/HR``), else the embedded demo set built under workdir."""
+    if data:
+        if not osp.isdir(osp.join(data, 'train', 'HR')):
+            raise FileNotFoundError(f'--data {data}: expected the demo layout with {data}/train/HR and {data}/val/HR '
+                                    '(see scripts/make_demo_data.py)')
+        return data
+    sys.path.insert(0, SCRIPTS_DIR)
+    import make_demo_data
+    return make_demo_data.build(osp.join(workdir, 'demo'), verbose=False)
+
+
+def _read_rgb(path):
+    import cv2
+    import numpy as np
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f'cannot read image {path}')
+    return np.ascontiguousarray(img[:, :, ::-1]).astype(np.float64) / 255.
+
+
+class BatchSampler:
+    """Random aligned (LR, HR) crops from ``<data>/train/{HR,LR_bicubic/X<scale>}``, the same for both sides.
+
+    Crops are drawn with a ``numpy.random.Generator`` seeded by ``seed``; flips / rotations are not applied (the
+    step, not the data pipeline, is under test). Tensors are RGB, (B, 3, h, w), in [0, 1], float64.
+
+    Args:
+        data (str): Demo-layout folder.
+        scale (int): Upscale factor (selects the LR folder).
+        batch (int): Batch size B.
+        lq_patch (int): LR crop side h = w; the HR crop is ``lq_patch * scale``.
+        seed (int): Seed of the crop positions.
+        lq_from_hr (bool): Return only HR crops (``lq`` None), for methods that degrade HR themselves.
+    """
+
+    def __init__(self, data, scale, batch, lq_patch, seed=0, lq_from_hr=False):
+        import numpy as np
+        hr_dir = osp.join(data, 'train', 'HR')
+        names = sorted(n for n in os.listdir(hr_dir) if n.endswith('.png'))
+        if not names:
+            raise FileNotFoundError(f'no PNG images in {hr_dir}')
+        self.hr = [_read_rgb(osp.join(hr_dir, n)) for n in names]
+        self.lq = None if lq_from_hr else [
+            _read_rgb(osp.join(data, 'train', 'LR_bicubic', f'X{scale}', n)) for n in names
+        ]
+        self.scale, self.batch, self.lq_patch = scale, batch, lq_patch
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self):
+        import numpy as np
+        import torch
+        s, p = self.scale, self.lq_patch
+        lqs, gts = [], []
+        for _ in range(self.batch):
+            k = int(self.rng.integers(len(self.hr)))
+            h, w = self.hr[k].shape[0] // s, self.hr[k].shape[1] // s
+            y, x = int(self.rng.integers(h - p + 1)), int(self.rng.integers(w - p + 1))
+            gts.append(self.hr[k][y * s:(y + p) * s, x * s:(x + p) * s])
+            if self.lq is not None:
+                lqs.append(self.lq[k][y:y + p, x:x + p])
+
+        def stack(imgs):
+            return torch.from_numpy(np.stack(imgs).transpose(0, 3, 1, 2).copy())
+
+        return (stack(lqs) if lqs else None), stack(gts)
+
+
+def val_pairs(data, scale, max_side=None):
+    """Validation (LR, HR) tensors (1, 3, h, w) float64 in [0, 1] from ``<data>/val``; optionally centre-cropped so
+    the HR side is at most ``max_side`` (keeps CPU validation short)."""
+    import torch
+    hr_dir = osp.join(data, 'val', 'HR')
+    pairs = []
+    for n in sorted(n for n in os.listdir(hr_dir) if n.endswith('.png')):
+        hr = _read_rgb(osp.join(hr_dir, n))
+        lq = _read_rgb(osp.join(data, 'val', 'LR_bicubic', f'X{scale}', n))
+        if max_side:
+            h, w = min(lq.shape[0], max_side // scale), min(lq.shape[1], max_side // scale)
+            y, x = (lq.shape[0] - h) // 2, (lq.shape[1] - w) // 2
+            lq = lq[y:y + h, x:x + w]
+            hr = hr[y * scale:(y + h) * scale, x * scale:(x + w) * scale]
+        pairs.append(tuple(torch.from_numpy(a.transpose(2, 0, 1).copy())[None] for a in (lq, hr)))
+    return pairs
+
+
+def psnr_y(sr, hr, crop_border):
+    """PSNR on the Y channel (BT.601, basicsr's ``calculate_psnr(test_y_channel=True)``) of [0, 1] RGB tensors,
+    after rounding to 8 bit as a saved image would be."""
+    import torch
+    sr = (sr.clamp(0, 1) * 255).round().double()
+    hr = (hr.clamp(0, 1) * 255).round().double()
+
+    def y(img):
+        return 16. + (65.481 * img[:, 0] + 128.553 * img[:, 1] + 24.966 * img[:, 2]) / 255.
+
+    d = y(sr) - y(hr)
+    if crop_border:
+        d = d[..., crop_border:-crop_border, crop_border:-crop_border]
+    mse = torch.mean(d**2).item()
+    return math.inf if mse == 0 else 10. * math.log10(255.**2 / mse)
+
+
+def mean_val_psnr(forward, pairs, crop_border):
+    """Mean :func:`psnr_y` of ``forward(lq)`` over ``pairs`` (no grad)."""
+    import torch
+    with torch.no_grad():
+        values = [psnr_y(forward(lq), hr, crop_border) for lq, hr in pairs]
+    return sum(values) / len(values)
+
+
+def new_record():
+    return {'losses': OrderedDict(), 'params': OrderedDict()}
+
+
+def add_curves(result, rec):
+    """Append an iteration's losses to ``result['curves']`` (created on first use)."""
+    curves = result.setdefault('curves', {'ours': OrderedDict(), 'official': OrderedDict()})
+    for term, (ours, official) in rec['losses'].items():
+        curves['ours'].setdefault(term, []).append(ours)
+        curves['official'].setdefault(term, []).append(official)
+
+
+def finish_iteration(result, rec, curves, keep_every=None):
+    """Store ``rec`` in ``result['iters']`` (and its losses in the curves)."""
+    result['iters'].append(rec)
+    if curves:
+        add_curves(result, rec)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('method', help='a2n, dasr_dsn, dasr_sr, bsrgan, realesrnet, realesrgan or srgan')
+    parser.add_argument('--ref', default=None, help='root of the official checkout (git clone); unused for srgan')
+    parser.add_argument('--iters', type=int, default=3, help='training iterations on each side (default 3)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of weights, batches and random draws (default 0)')
+    parser.add_argument('--json', default=None, help='write the full result (all figures) to this JSON file')
+    parser.add_argument('--plot', default=None, help='draw both sides\' loss curves and validation PSNR to this PNG')
+    parser.add_argument('--data', default=None, help='data folder in the demo layout (default: build the demo set)')
+    parser.add_argument('--workdir', default=None, help='scratch folder (default: a temporary folder, removed)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    # a method file doing `from parity import ...` must get this module, not a second copy of it
+    sys.modules.setdefault('parity', sys.modules[__name__])
+    args = parse_args(argv)
+    methods = all_methods()
+    if args.method not in methods:
+        known = sorted(set(methods) | {'dasr_dsn', 'dasr_sr'})
+        extra = '' if args.method not in ('dasr_dsn', 'dasr_sr') else ' (scripts/parity_dasr.py is missing)'
+        print(f'unknown METHOD {args.method!r}{extra}; expected one of {", ".join(known)}', file=sys.stderr)
+        return 2
+    if args.iters < 1:
+        print('--iters must be at least 1', file=sys.stderr)
+        return 2
+    if args.ref is None and args.method != 'srgan':
+        print(f'--ref PATH (root of the official checkout) is required for {args.method}', file=sys.stderr)
+        return 2
+    curves = args.plot is not None
+    with contextlib.ExitStack() as stack:
+        workdir = args.workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix=f'parity_{args.method}_'))
+        os.makedirs(workdir, exist_ok=True)
+        result = methods[args.method](args.ref, args.iters, args.seed, args.data, workdir, curves)
+    ok, _ = report(args.method, result)
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(to_jsonable(dict(result, method=args.method, passed=ok)), f, indent=1)
+    if args.plot:
+        plot(args.method, result, args.plot)
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
