@@ -594,6 +594,17 @@ def mean_val_psnr(forward, pairs, crop_border):
     return sum(values) / len(values)
 
 
+def snapshot(module):
+    """Detached copies of a module's parameters (to show later how far training moved them)."""
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def moved_note(name, module, snap):
+    """A note saying how far ``module``'s parameters moved from ``snap``: proof the comparison is not vacuous."""
+    moved = max((v.detach() - snap[k]).abs().max().item() for k, v in module.named_parameters())
+    return f'{name}: largest parameter change over the run {moved:.3e} (both sides trained, not frozen)'
+
+
 def new_record():
     return {'losses': OrderedDict(), 'params': OrderedDict()}
 
@@ -611,6 +622,379 @@ def finish_iteration(result, rec, curves, keep_every=None):
     result['iters'].append(rec)
     if curves:
         add_curves(result, rec)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# methods
+# --------------------------------------------------------------------------------------------------------------------
+def build_ours(opt):
+    """srplugins' model (basicsr ``build_model``) from a prepared option dict, on CPU."""
+    from basicsr.models import build_model
+    return build_model(opt)
+
+
+def _set_seeds(seed):
+    import numpy as np
+    import random
+    import torch
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _argv(argv):
+    old = sys.argv
+    sys.argv = list(argv)
+    try:
+        yield
+    finally:
+        sys.argv = old
+
+
+def _purge_modules(*names):
+    """Forget cached modules whose top-level name is in ``names`` (official repos reuse generic names such as
+    ``model``, ``loss``, ``utils``, ``models``: each method imports its own)."""
+    for key in list(sys.modules):
+        if key.split('.')[0] in names:
+            del sys.modules[key]
+
+
+A2N_RECIPE = 'options/train/A2N/train_A2N_x2.yml'
+
+
+@method('a2n')
+def run_a2n(ref, iters, seed, data, workdir, curves, official_loss_scale=True, batch=2, lq_patch=24):
+    """A2N x2: official ``code/trainer.py`` ``Trainer.train()`` (EDSR framework) vs srplugins' recipe (SRModel + A2N).
+
+    The official epoch loop runs unchanged over a loader of ``iters`` batches; between two batches (i.e. after the
+    official step) srplugins' ``optimize_parameters`` runs on the same batch and both networks are compared.
+
+    Official side: ``option.py`` parsed from the README's x2 command (``--scale 2 --patch_size 128 --reset --chop
+    --batch_size 32 --lr 5e-4``) plus ``--cpu`` and the shrunk batch / patch; ``model.Model`` (AAN, nf 40, unf 24,
+    nb 16 hard-coded), ``loss.Loss`` (``1*L1``), ``utility.make_optimizer`` / ``make_scheduler`` through ``Trainer``.
+    Data in 0..255 (``rgb_range`` 255), loss on that scale.
+
+    Ours: ``options/train/A2N/train_A2N_x2.yml`` (batch and HR patch shrunk), data in [0, 1]. With
+    ``official_loss_scale`` the recipe's ``pixel_opt.loss_weight`` becomes 255, which makes our loss (and gradients)
+    the official ones on the 0..255 scale; with the recipe's weight 1 the two differ only by that constant factor,
+    which Adam cancels up to its ``eps``.
+    """
+    import torch
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    code = osp.join(ref, 'code')
+    add_ref_path(code)
+    notes = [
+        'official: code/trainer.py Trainer.train() run unchanged over an in-memory loader of the same batches '
+        '(code/data is not imported: code/dataloader.py imports private torch.utils.data symbols gone from today\'s '
+        'torch; the batch pipeline is not part of the step)',
+        'official args: README x2 command + --cpu (model/loss/trainer pick the device from args.cpu), batch '
+        f'{batch}, LR patch {lq_patch}; data in 0..255 as rgb_range 255',
+        'official: scheduler.step() before the epoch (old-PyTorch order) leaves lr 5e-4 for 200 epochs; '
+        'skip rule (loss > skip_threshold * error_last) cannot trigger in the first epoch (error_last = 1e8)',
+        'patch: sys.argv replaced while importing code/option.py (it parses the command line at import)',
+        'official ckp (utility.checkpoint) is a stub with dir / write_log: the real one creates experiment folders '
+        'and log files',
+    ]
+    _purge_modules('option', 'template', 'utility', 'model', 'loss', 'trainer', 'data', 'dataloader')
+    data = demo_data(workdir, data)
+    with float64():
+        _set_seeds(seed)
+        with _argv([
+                'main.py', '--scale', '2', '--patch_size',
+                str(2 * lq_patch), '--reset', '--chop', '--batch_size',
+                str(batch), '--lr', '5e-4', '--cpu', '--save',
+                osp.join(workdir, 'a2n_official')
+        ]):
+            import option
+        args = option.args
+        import loss as off_loss
+        import model as off_model
+        import trainer as off_trainer
+
+        class Ckp:
+            dir = osp.join(workdir, 'a2n_official')
+            log = torch.Tensor()
+
+            def write_log(self, text, refresh=False):
+                pass
+
+        ckp = Ckp()
+        official = off_model.Model(args, ckp)
+        official_loss = off_loss.Loss(args, ckp)
+
+        overrides = {'train.pixel_opt.loss_weight': 255.} if official_loss_scale else {}
+        recipe = load_recipe(A2N_RECIPE, batch=batch, patch=2 * lq_patch, overrides=overrides)
+        notes.append('ours: ' + A2N_RECIPE + ' shrunk: ' + '; '.join(recipe['shrunk']))
+        if official_loss_scale:
+            notes.append('ours: pixel_opt.loss_weight 255 reproduces the official L1 on the 0..255 scale (the recipe '
+                         'keeps 1 on [0, 1]; Adam makes the two nearly identical: see docs/A2N.md)')
+        ours = build_ours(prepare_opt(recipe, workdir))
+        load_converted(ours.net_g, official.model.state_dict())
+        start = snapshot(ours.net_g)
+        sampler = BatchSampler(data, 2, batch, lq_patch, seed=seed)
+        result = {'dtype': 'float64', 'notes': notes, 'iters': []}
+        off_values = []
+        official_loss.register_forward_hook(lambda mod, inp, out: off_values.append(out.item()))
+
+        class Loader:
+            """The official loop's ``loader_train``: after each yielded batch resumes, the official step is done."""
+
+            def __len__(self):
+                return iters
+
+            def __iter__(self):
+                for it in range(1, iters + 1):
+                    lq, gt = sampler()
+                    yield lq * 255., gt * 255., None, 0
+                    ours.feed_data({'lq': lq, 'gt': gt})
+                    ours.optimize_parameters(it)
+                    ours_loss = ours.log_dict['l_pix']
+                    rec = new_record()
+                    rec['losses']['l_pix'] = [ours_loss, off_values[-1]]
+                    rec['params']['net_g'] = max_param_diff(ours.net_g, official.model)
+                    finish_iteration(result, rec, curves)
+
+        class Loaders:
+            loader_train = Loader()
+            loader_test = []
+
+        tr = off_trainer.Trainer(args, Loaders(), official, official_loss, ckp)
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            tr.train()
+        notes.append(moved_note('net_g', ours.net_g, start))
+        if curves:
+            pairs = val_pairs(data, 2, max_side=192)
+            official.eval()
+            ours.net_g.eval()
+            result['val_psnr'] = {
+                'ours': mean_val_psnr(ours.net_g, pairs, 2),
+                'official': mean_val_psnr(lambda x: official.model(x * 255.) / 255., pairs, 2)
+            }
+    return result
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    """Default dtype ``dtype`` inside the block."""
+    import torch
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def load_official_module(path, name, suffix='official'):
+    """Import one official source file under the module name ``name``, its basicsr registrations renamed.
+
+    The official files register their classes in basicsr's registries under names that basicsr, srplugins or the
+    pip-installed ``realesrgan`` may already own (an assertion on a second registration). While the file runs, every
+    ``register()`` of basicsr's registries adds the suffix ``_<suffix>`` (e.g. ``RealESRGANModel_official``), and a
+    name registered by an earlier run in the same process is replaced.
+
+    Returns:
+        module
+    """
+    import importlib.util
+    from basicsr.utils import registry as reg
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'--ref: expected the official file {path}; it does not exist')
+    registries = [v for v in vars(reg).values() if isinstance(v, reg.Registry)]
+    originals = {id(r): r.register for r in registries}
+
+    def make(r):
+
+        def register(obj=None, suffix=None):
+
+            def deco(o):
+                r._obj_map.pop(f'{o.__name__}_{suffix_name}', None)
+                originals[id(r)](o, suffix=suffix_name)
+                return o
+
+            return deco if obj is None else deco(obj)
+
+        return register
+
+    suffix_name = suffix
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    with contextlib.ExitStack() as stack:
+        for r in registries:
+            stack.enter_context(patched(r, 'register', make(r)))
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+def net_diffs(pairs, renames=()):
+    """``{name: max_param_diff}`` over parameters and floating buffers (e.g. spectral-norm ``weight_u``)."""
+    out = OrderedDict()
+    for name, (ours, official) in pairs.items():
+        a = OrderedDict(ours.named_parameters())
+        a.update((k, v) for k, v in ours.named_buffers() if v.is_floating_point())
+        b = OrderedDict(official.named_parameters())
+        b.update((k, v) for k, v in official.named_buffers() if v.is_floating_point())
+        out[name] = max_param_diff(a, b, renames)
+    return out
+
+
+def log_dict_losses(ours, official):
+    """Every term of both models' ``log_dict`` (a term on one side only shows as None on the other)."""
+    keys = list(official.log_dict) + [k for k in ours.log_dict if k not in official.log_dict]
+    return OrderedDict((k, [ours.log_dict.get(k), official.log_dict.get(k)]) for k in keys)
+
+
+def _realesrgan_batches(recipe, data, crop, batch, seed):
+    """GT crops + blur / sinc kernels from srplugins' ``RealESRGANGTDataset`` (recipe's kernel options, the demo HR
+    images, ``crop_pad_size`` = ``crop``), one fixed sequence for both sides."""
+    import numpy as np
+    import random
+    import torch
+    from torch.utils.data.dataloader import default_collate
+
+    from srplugins.data.realesrgan_dataset import RealESRGANGTDataset
+    dopt = copy.deepcopy(recipe['datasets']['train'])
+    dopt.update(dataroot_gt=osp.join(data, 'train', 'HR'), meta_info=None, crop_pad_size=crop, phase='train')
+    dataset = RealESRGANGTDataset(dopt)
+    state = (random.getstate(), np.random.get_state())
+    random.seed(seed)
+    np.random.seed(seed)
+    rng = np.random.default_rng(seed)
+
+    def draw():
+        items = [dataset[int(rng.integers(len(dataset)))] for _ in range(batch)]
+        return {k: v for k, v in default_collate(items).items() if isinstance(v, torch.Tensor)}
+
+    return draw, state
+
+
+def run_realesrgan_family(ref, iters, seed, data, workdir, curves, gan):
+    """Real-ESRNet (``gan=False``) / Real-ESRGAN (``gan=True``) step: xinntao/Real-ESRGAN's model classes (the files
+    at ``ref``) against srplugins' ``RealESRNetAnyDeviceModel`` / ``RealESRGANAnyDeviceModel`` from the shipped
+    recipes, both on the same GT batches and kernels, with the same seeds before ``feed_data`` (the second-order
+    degradation and the training-pair pool draw from python ``random``, numpy and torch)."""
+    import numpy as np
+    import random
+    import torch
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    kind = 'realesrgan' if gan else 'realesrnet'
+    official_file = osp.join(ref, 'realesrgan', 'models', f'{kind}_model.py')
+    official_opt_file = osp.join(ref, 'options', f'train_{kind}_x4plus.yml')
+    recipe_file = f'options/train/RealESRGAN/train_{"RealESRGAN" if gan else "RealESRNet"}_x4plus.yml'
+    shrink = dict(batch=2, patch=None, width=16)
+    overrides = {'gt_size': 64, 'network_g.num_block': 2, 'network_g.num_grow_ch': 8}
+    if gan:
+        overrides['network_d.num_feat'] = 16
+    crop = 96  # GT crop fed to the degradation (official: 400); >= what resize_range[0] = 0.15 + 21-tap blur need
+    notes = [
+        f'official: {official_file} (model), {official_opt_file} (options), networks from basicsr (RRDBNet) and '
+        f'{osp.join(ref, "realesrgan", "archs", "discriminator_arch.py")} (UNetDiscriminatorSN)',
+        'shrunk on both sides: batch 2, gt_size 64 (LQ 16), GT crop before degradation 96 (official 400), '
+        'RRDBNet num_feat 16 / num_block 2 / num_grow_ch 8' + (', UNet D num_feat 16' if gan else ''),
+        'patch: torch.nn.Module.cuda and torch.Tensor.cuda are the identity while the official model is built and '
+        'fed (its __init__ calls DiffJPEG().cuda(), USMSharp().cuda(); the pair pool allocates with .cuda())',
+        'patch: the official jpeger output is made contiguous (basicsr filter2D .view() fails on CPU on the '
+        'channels-last tensor DiffJPEG returns; srplugins does the same in ContiguousDiffJPEG)',
+        'patch: the official files\' basicsr registrations get the suffix _official (names owned by basicsr / '
+        'srplugins / the pip package otherwise)',
+        'both sides: VGG19 (perceptual loss) from the same random file through basicsr VGGFeatureExtractor',
+        'degradation (feed_data) runs in float32 on both sides (DiffJPEG\'s tables are float32); lq / gt / gt_usm are '
+        'then cast to float64 for the step; the degraded batches are compared (data:lq, data:gt)',
+    ]
+    data = demo_data(workdir, data)
+    write_random_backbones(osp.join(workdir, 'backbones'), seed)
+    _set_seeds(seed)
+    with float64():
+        module = load_official_module(official_file, f'official_{kind}_model')
+        official_cls = getattr(module, 'RealESRGANModel' if gan else 'RealESRNetModel')
+        if gan:
+            load_official_module(  # registers UNetDiscriminatorSN_official
+                osp.join(ref, 'realesrgan', 'archs', 'discriminator_arch.py'), 'official_realesrgan_discriminator_arch')
+        off_recipe = load_recipe(official_opt_file, **shrink, overrides=dict(overrides))
+        off_opt = prepare_opt(off_recipe, osp.join(workdir, 'official'))
+        if gan:
+            off_opt['network_d']['type'] = 'UNetDiscriminatorSN_official'
+        off_opt['datasets']['train']['gt_size'] = 64
+        recipe = load_recipe(recipe_file, **shrink, overrides=dict(overrides))
+        notes.append('ours: ' + recipe_file + ' shrunk: ' + '; '.join(recipe['shrunk']))
+        opt = prepare_opt(recipe, osp.join(workdir, 'ours'))
+        import torch.nn as nn
+        with patched(nn.Module, 'cuda', lambda self, *a, **k: self):
+            official = official_cls(off_opt)
+        ours = build_ours(opt)
+        official.jpeger.forward = _contiguous(official.jpeger.forward)
+        for model in (official, ours):  # degradation tools in float32 (their inputs are float32)
+            model.usm_sharpener.float()
+            model.jpeger.float()
+        nets = ['net_g', 'net_g_ema'] + (['net_d'] if gan else [])
+        for name in nets:
+            load_converted(getattr(ours, name), getattr(official, name).state_dict())
+        starts = {name: snapshot(getattr(ours, name)) for name in nets}
+        draw, _state = _realesrgan_batches(recipe, data, crop, 2, seed)
+        result = {'dtype': 'float64', 'notes': notes, 'iters': []}
+        for it in range(1, iters + 1):
+            with default_dtype(torch.float32):
+                batch = draw()
+            fed = {}
+            for side, model in (('official', official), ('ours', ours)):
+                random.seed(seed * 100003 + it)
+                np.random.seed(seed * 100003 + it)
+                torch.manual_seed(seed * 100003 + it)
+                with default_dtype(torch.float32), patched(torch.Tensor, 'cuda', lambda self, *a, **k: self):
+                    model.feed_data({k: v.clone() for k, v in batch.items()})
+                for attr in ('lq', 'gt', 'gt_usm'):
+                    if hasattr(model, attr):
+                        setattr(model, attr, getattr(model, attr).double())
+                fed[side] = (model.lq, model.gt)
+            with warnings_off():
+                official.optimize_parameters(it)
+                ours.optimize_parameters(it)
+            rec = new_record()
+            rec['losses'] = log_dict_losses(ours, official)
+            rec['params']['data:lq'] = (fed['ours'][0] - fed['official'][0]).abs().max().item()
+            rec['params']['data:gt'] = (fed['ours'][1] - fed['official'][1]).abs().max().item()
+            rec['params'].update(net_diffs({name: (getattr(ours, name), getattr(official, name)) for name in nets}))
+            finish_iteration(result, rec, curves)
+        notes.extend(moved_note(name, getattr(ours, name), starts[name]) for name in nets)
+        if curves:
+            pairs = val_pairs(data, 4, max_side=192)
+            result['val_psnr'] = {
+                side: mean_val_psnr(model.net_g_ema.eval(), pairs, 4)
+                for side, model in (('ours', ours), ('official', official))
+            }
+    return result
+
+
+def _contiguous(forward):
+
+    def wrapped(*args, **kwargs):
+        return forward(*args, **kwargs).contiguous()
+
+    return wrapped
+
+
+@contextlib.contextmanager
+def warnings_off():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        yield
+
+
+@method('realesrnet')
+def run_realesrnet(ref, iters, seed, data, workdir, curves):
+    """Real-ESRNet step (L1 to the USM-sharpened GT, EMA): see :func:`run_realesrgan_family`."""
+    return run_realesrgan_family(ref, iters, seed, data, workdir, curves, gan=False)
+
+
+@method('realesrgan')
+def run_realesrgan(ref, iters, seed, data, workdir, curves):
+    """Real-ESRGAN step (L1 + perceptual + GAN, U-Net SN D, EMA): see :func:`run_realesrgan_family`."""
+    return run_realesrgan_family(ref, iters, seed, data, workdir, curves, gan=True)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ def parity():
 
 
 def _result(losses, params, dtype='float64'):
-    return {'dtype': dtype, 'notes': [], 'iters': [{'losses': l, 'params': p} for l, p in zip(losses, params)]}
+    return {'dtype': dtype, 'notes': [], 'iters': [{"losses": los, "params": par} for los, par in zip(losses, params)]}
 
 
 # ----------------------------------------------------------------------------------------------------------- verdict
