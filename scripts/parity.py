@@ -41,6 +41,7 @@ Shared helpers (importable as ``from parity import ...`` with ``scripts/`` on ``
 import argparse
 import contextlib
 import copy
+import io
 import json
 import math
 import os
@@ -995,6 +996,110 @@ def run_realesrnet(ref, iters, seed, data, workdir, curves):
 def run_realesrgan(ref, iters, seed, data, workdir, curves):
     """Real-ESRGAN step (L1 + perceptual + GAN, U-Net SN D, EMA): see :func:`run_realesrgan_family`."""
     return run_realesrgan_family(ref, iters, seed, data, workdir, curves, gan=True)
+
+
+BSRGAN_RECIPE = 'options/train/BSRGAN/train_BSRGAN_x4_kair.yml'
+
+
+@method('bsrgan')
+def run_bsrgan(ref, iters, seed, data, workdir, curves, batch=2, lq_patch=16):
+    """BSRGAN GAN stage: KAIR ``models/model_gan.py`` ``ModelGAN`` (``options/train_bsrgan_x4_gan.json``) vs
+    srplugins' ``BSRGANModel`` (``options/train/BSRGAN/train_BSRGAN_x4_kair.yml``).
+
+    Both get the same (L, H) batch: KAIR degrades in its dataset (``data/dataset_blindsr.py``), outside the step, so
+    the batches are the demo set's bicubic pairs. Per step the discriminator is called three times on both sides in
+    the same order (D(E) for G, D(H), D(E.detach())), so the spectral-norm power iterations (``weight_u``) advance
+    alike; ``weight_u`` / ``weight_v`` are compared with the parameters.
+    """
+    import torch
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    from srplugins.utils.bsrgan_keys import _RENAMES as RRDB_RENAMES
+    json_file = osp.join(ref, 'options', 'train_bsrgan_x4_gan.json')
+    notes = [
+        f'official: {osp.join(ref, "models", "model_gan.py")} ModelGAN(opt) + init_train(); opt = '
+        f'utils/utils_option.parse({json_file}) as a NoneDict, gpu_ids None (CPU: model_base picks cuda iff gpu_ids '
+        'is not None), path.root in the scratch folder',
+        f'shrunk on both sides: batch {batch}, LQ patch {lq_patch} (HR {lq_patch * 4}; official 72 / 288 from the '
+        'dataset), RRDBNet nf 16 / nb 2 / gc 8, U-Net D base 16',
+        'same (L, H) batches on both sides: bicubic demo pairs (KAIR\'s BSRGAN degradation runs in its dataset, '
+        'outside the step)',
+        'official loss names: G_loss = l_g_pix, F_loss = l_g_percep, D_loss = l_g_gan, D_real = out_d_real, D_fake = '
+        'out_d_fake; l_d_real / l_d_fake (not logged by KAIR) are read from its D_lossfn calls',
+        'both sides: VGG19 from the same random file (KAIR: torchvision vgg19(pretrained=True) from the torch.hub '
+        'cache; ours: basicsr VGGFeatureExtractor through srplugins\' offline lookup)',
+        'keys: KAIR RRDBNet -> basicsr RRDBNet by srplugins.utils.bsrgan_keys; Discriminator_UNet keys are '
+        'UNetSNDiscriminator\'s; DataParallel\'s module. prefix (KAIR model_to_device) stripped',
+    ]
+    _purge_modules('models', 'utils', 'data')
+    add_ref_path(ref)
+    data = demo_data(workdir, data)
+    write_random_backbones(osp.join(workdir, 'backbones'), seed)
+    _set_seeds(seed)
+    with float64():
+        from utils import utils_option
+        with contextlib.redirect_stdout(io.StringIO()):
+            kopt = utils_option.parse(json_file, is_train=True)
+        kopt['gpu_ids'] = None
+        kopt['dist'] = False
+        kopt['path']['root'] = osp.join(workdir, 'kair')
+        kopt['path']['models'] = osp.join(workdir, 'kair', 'models')
+        kopt['netG'].update(nf=16, nb=2, gc=8)
+        kopt['netD'].update(base_nc=16)
+        kopt = utils_option.dict_to_nonedict(kopt)
+        from models.model_gan import ModelGAN
+        with contextlib.redirect_stdout(io.StringIO()):
+            official = ModelGAN(kopt)
+            official.init_train()
+        recipe = load_recipe(
+            BSRGAN_RECIPE,
+            batch=batch,
+            width=16,
+            overrides={
+                'network_g.num_block': 2,
+                'network_g.num_grow_ch': 8,
+                'network_d.num_feat': 16
+            })
+        notes.append('ours: ' + BSRGAN_RECIPE + ' shrunk: ' + '; '.join(recipe['shrunk']))
+        ours = build_ours(prepare_opt(recipe, osp.join(workdir, 'ours')))
+        load_converted(ours.net_g, official.netG.state_dict(), RRDB_RENAMES)
+        load_converted(ours.net_g_ema, official.netE.state_dict(), RRDB_RENAMES)
+        load_converted(ours.net_d, official.netD.state_dict())
+        pairs = {
+            'net_g': (ours.net_g, official.netG),
+            'net_g_ema': (ours.net_g_ema, official.netE),
+            'net_d': (ours.net_d, official.netD)
+        }
+        starts = {name: snapshot(o) for name, (o, _) in pairs.items()}
+        d_calls = []
+        official.D_lossfn.register_forward_hook(lambda mod, inp, out: d_calls.append(out.item()))
+        sampler = BatchSampler(data, 4, batch, lq_patch, seed=seed)
+        result = {'dtype': 'float64', 'notes': notes, 'iters': []}
+        for it in range(1, iters + 1):
+            lq, gt = sampler()
+            official.feed_data({'L': lq, 'H': gt})
+            ours.feed_data({'lq': lq, 'gt': gt})
+            d_calls.clear()
+            with warnings_off():  # KAIR steps its schedulers before the optimizers (old-PyTorch order)
+                official.update_learning_rate(it)
+            official.optimize_parameters(it)
+            ours.optimize_parameters(it)
+            k = official.log_dict
+            rec = new_record()
+            for term, off in (('l_g_pix', k['G_loss']), ('l_g_percep', k['F_loss']), ('l_g_gan', k['D_loss']),
+                              ('l_d_real', d_calls[1]), ('out_d_real', float(k['D_real'])), ('l_d_fake', d_calls[2]),
+                              ('out_d_fake', float(k['D_fake']))):
+                rec['losses'][term] = [ours.log_dict.get(term), off]
+            rec['params'].update(net_diffs(pairs, RRDB_RENAMES))
+            finish_iteration(result, rec, curves)
+        notes.extend(moved_note(name, o, starts[name]) for name, (o, _) in pairs.items())
+        if curves:
+            vpairs = val_pairs(data, 4, max_side=192)
+            result['val_psnr'] = {
+                'ours': mean_val_psnr(ours.net_g_ema.eval(), vpairs, 4),
+                'official': mean_val_psnr(official.netE.eval(), vpairs, 4)
+            }
+    _purge_modules('models', 'utils', 'data')
+    return result
 
 
 # --------------------------------------------------------------------------------------------------------------------
