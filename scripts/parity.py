@@ -1102,6 +1102,121 @@ def run_bsrgan(ref, iters, seed, data, workdir, curves, batch=2, lq_patch=16):
     return result
 
 
+SRGAN_RECIPE = 'options/train/SRGAN/train_SRGAN_x4_VGG54.yml'
+
+
+@method('srgan')
+def run_srgan(ref, iters, seed, data, workdir, curves, batch=2, gt_size=48):
+    """SRGAN (no official code): basicsr ``SRGANModel`` with srplugins' ``SRResNet`` / ``SRGANDiscriminator`` and
+    ``VGGContentLoss`` from ``options/train/SRGAN/train_SRGAN_x4_VGG54.yml``, against the paper's formulas written
+    out here (Ledig et al. 2017, Eq. 3-5 and Sec. 3.2), on copies of the same networks:
+
+    * content: ``w * mean((phi(G(x)) - phi(y))**2)``, phi = torchvision VGG19 ``features[:36]`` (up to relu5_4,
+      "VGG54"), input ImageNet-normalised, w = the recipe's perceptual_weight (20.4, see
+      srplugins/losses/srgan_loss.py);
+    * adversarial (generator): ``1e-3 * mean(-log D(G(x)))`` with D = sigmoid(logit);
+    * discriminator: ``mean(-log D(y)) + mean(-log(1 - D(G(x))))`` (the two halves back-propagated one after the
+      other, as basicsr does; their gradients add up to the sum's);
+    * Adam(lr 1e-4, betas (0.9, 0.999)) for both, G step then D step (k = 1), no EMA.
+
+    Both D's BatchNorm layers see the same batches in the same order (D(G(x)) in the G step, then D(y), then
+    D(G(x).detach())), so running statistics are compared with the parameters.
+    """
+    import torch
+    import torch.nn.functional as F
+    import torchvision
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    notes = [
+        'reference: the paper\'s losses written out in scripts/parity.py (run_srgan) on deep copies of the same '
+        'initial G and D, own torch.optim.Adam optimizers, own VGG19 feature extractor (torchvision features[:36])',
+        f'shrunk: batch {batch}, HR patch {gt_size} (= network_d.input_size; paper 96), SRResNet num_feat 16 / '
+        'num_block 2, D num_feat 16',
+        'both sides: VGG19 from the same random file',
+    ]
+    if ref:
+        notes.append('--ref is ignored for srgan (no official code)')
+    data = demo_data(workdir, data)
+    paths = write_random_backbones(osp.join(workdir, 'backbones'), seed)
+    _set_seeds(seed)
+    with float64():
+        recipe = load_recipe(
+            SRGAN_RECIPE,
+            batch=batch,
+            patch=gt_size,
+            width=16,
+            overrides={
+                'network_g.num_block': 2,
+                'network_d.num_feat': 16,
+                'network_d.input_size': gt_size
+            })
+        notes.append('ours: ' + SRGAN_RECIPE + ' shrunk: ' + '; '.join(recipe['shrunk']))
+        train = recipe['train']
+        content_weight = float(train['perceptual_opt']['perceptual_weight'])
+        adv_weight = float(train['gan_opt']['loss_weight'])
+        if list(train['perceptual_opt']['layer_weights']) != ['relu5_4'] or adv_weight != 1e-3:
+            raise ValueError(f'{SRGAN_RECIPE}: expected VGG54 (relu5_4) content loss and adversarial weight 1e-3')
+        ours = build_ours(prepare_opt(recipe, osp.join(workdir, 'ours')))
+        ref_g, ref_d = copy.deepcopy(ours.net_g), copy.deepcopy(ours.net_d)
+        vgg = torchvision.models.vgg19(weights=None)
+        vgg.load_state_dict(torch.load(paths['vgg19'], map_location='cpu', weights_only=True))
+        phi = vgg.features[:36].eval()  # conv1_1 ... relu5_4
+        for p in phi.parameters():
+            p.requires_grad = False
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+        def features(img):
+            return phi((img - mean) / std)
+
+        def adam(params):
+            cfg = train['optim_g']
+            return torch.optim.Adam(params, lr=cfg['lr'], betas=tuple(cfg['betas']), weight_decay=0)
+
+        opt_g, opt_d = adam(ref_g.parameters()), adam(ref_d.parameters())
+        pairs = {'net_g': (ours.net_g, ref_g), 'net_d': (ours.net_d, ref_d)}
+        starts = {name: snapshot(o) for name, (o, _) in pairs.items()}
+        sampler = BatchSampler(data, 4, batch, gt_size // 4, seed=seed)
+        result = {'dtype': 'float64', 'notes': notes, 'iters': []}
+        for it in range(1, iters + 1):
+            lq, gt = sampler()
+            ours.feed_data({'lq': lq, 'gt': gt})
+            ours.optimize_parameters(it)
+            # the paper's step, written out
+            for p in ref_d.parameters():
+                p.requires_grad = False
+            opt_g.zero_grad()
+            sr = ref_g(lq)
+            content = content_weight * torch.mean((features(sr) - features(gt))**2)
+            adversarial = adv_weight * torch.mean(-F.logsigmoid(ref_d(sr)))  # -log D(G(x)), D = sigmoid
+            (content + adversarial).backward()
+            opt_g.step()
+            for p in ref_d.parameters():
+                p.requires_grad = True
+            opt_d.zero_grad()
+            logit_real = ref_d(gt)
+            d_real = torch.mean(-F.logsigmoid(logit_real))  # -log D(y)
+            d_real.backward()
+            logit_fake = ref_d(sr.detach())
+            d_fake = torch.mean(-F.logsigmoid(-logit_fake))  # -log(1 - D(G(x)))
+            d_fake.backward()
+            opt_d.step()
+            rec = new_record()
+            for term, value in (('l_g_percep', content), ('l_g_gan', adversarial), ('l_d_real', d_real),
+                                ('out_d_real', logit_real.detach().mean()), ('l_d_fake', d_fake),
+                                ('out_d_fake', logit_fake.detach().mean())):
+                rec['losses'][term] = [ours.log_dict.get(term), value.item()]
+            rec['params'].update(net_diffs(pairs))
+            finish_iteration(result, rec, curves)
+        notes.extend(moved_note(name, o, starts[name]) for name, (o, _) in pairs.items())
+        if curves:
+            vpairs = val_pairs(data, 4, max_side=192)
+            result['val_psnr'] = {
+                'ours': mean_val_psnr(ours.net_g.eval(), vpairs, 4),
+                'official': mean_val_psnr(ref_g.eval(), vpairs, 4)
+            }
+    return result
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------------------------
