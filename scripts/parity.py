@@ -284,7 +284,7 @@ def add_ref_path(*paths):
 LPIPS_ALEX_CHANNELS = (64, 192, 384, 256, 256)
 
 
-def write_random_backbones(folder, seed=0, set_env=True):
+def write_random_backbones(folder, seed=0, set_env=True, archs=('vgg19', 'alexnet')):
     """Write random-init backbone files and point every loader (ours, basicsr, torchvision, official code) at them.
 
     Files (torchvision's names, so torchvision's cache lookup and srplugins' offline lookup both find them):
@@ -296,8 +296,10 @@ def write_random_backbones(folder, seed=0, set_env=True):
 
     They are written to ``folder`` and to ``folder/torch_home/hub/checkpoints`` (torch.hub's cache, where
     torchvision's ``pretrained=True`` looks before downloading) and ``folder/experiments/pretrained_models`` (basicsr's
-    relative VGG path, usable by changing into ``folder``). With ``set_env``: ``SRPLUGINS_PRETRAINED_DIR=folder``
-    and ``TORCH_HOME=folder/torch_home`` (torch.hub reads it at every call).
+    relative VGG path, usable by changing into ``folder``) as hard links (copies where links fail). With
+    ``set_env``: ``SRPLUGINS_PRETRAINED_DIR=folder`` and ``TORCH_HOME=folder/torch_home`` (torch.hub reads it at
+    every call). ``archs`` limits the torchvision files written (the LPIPS file comes with ``'alexnet'``); each
+    architecture keeps its own seed offset, so a file is the same whichever others are written.
 
     Returns:
         dict: ``vgg19``, ``alexnet``, ``lpips_alex`` file paths and ``torch_home``.
@@ -315,19 +317,29 @@ def write_random_backbones(folder, seed=0, set_env=True):
     gen_state = torch.random.get_rng_state()
     try:
         for i, (arch, fname) in enumerate((('vgg19', 'vgg19-dcbb9e9d.pth'), ('alexnet', 'alexnet-owt-7be5be79.pth'))):
+            if arch not in archs:
+                continue
             torch.manual_seed(seed + i)
-            with float64(False):
+            with default_dtype(torch.float32):
                 net = getattr(torchvision.models, arch)(weights=None)
             path = osp.join(folder, fname)
             torch.save(net.state_dict(), path)
             for extra in (hub, exp):
-                shutil.copyfile(path, osp.join(extra, fname))
+                target = osp.join(extra, fname)
+                if osp.exists(target):
+                    os.remove(target)
+                try:
+                    os.link(path, target)
+                except OSError:
+                    shutil.copyfile(path, target)
             paths[arch] = path
-        gen = torch.Generator().manual_seed(seed + 2)
-        lin = OrderedDict((f'lin{k}.model.1.weight', torch.rand(1, c, 1, 1, generator=gen, dtype=torch.float32) * 0.1)
-                          for k, c in enumerate(LPIPS_ALEX_CHANNELS))
-        paths['lpips_alex'] = osp.join(folder, 'lpips_alex_v0.1.pth')
-        torch.save(lin, paths['lpips_alex'])
+        if 'alexnet' in archs:
+            gen = torch.Generator().manual_seed(seed + 2)
+            lin = OrderedDict(
+                (f'lin{k}.model.1.weight', torch.rand(1, c, 1, 1, generator=gen, dtype=torch.float32) * 0.1)
+                for k, c in enumerate(LPIPS_ALEX_CHANNELS))
+            paths['lpips_alex'] = osp.join(folder, 'lpips_alex_v0.1.pth')
+            torch.save(lin, paths['lpips_alex'])
     finally:
         torch.random.set_rng_state(gen_state)
     paths['torch_home'] = osp.join(folder, 'torch_home')
@@ -907,7 +919,7 @@ def run_realesrgan_family(ref, iters, seed, data, workdir, curves, gan):
         'then cast to float64 for the step; the degraded batches are compared (data:lq, data:gt)',
     ]
     data = demo_data(workdir, data)
-    write_random_backbones(osp.join(workdir, 'backbones'), seed)
+    write_random_backbones(osp.join(workdir, 'backbones'), seed, archs=('vgg19', ))
     _set_seeds(seed)
     with float64():
         module = load_official_module(official_file, f'official_{kind}_model')
@@ -1033,7 +1045,7 @@ def run_bsrgan(ref, iters, seed, data, workdir, curves, batch=2, lq_patch=16):
     _purge_modules('models', 'utils', 'data')
     add_ref_path(ref)
     data = demo_data(workdir, data)
-    write_random_backbones(osp.join(workdir, 'backbones'), seed)
+    write_random_backbones(osp.join(workdir, 'backbones'), seed, archs=('vgg19', ))
     _set_seeds(seed)
     with float64():
         from utils import utils_option
@@ -1136,7 +1148,7 @@ def run_srgan(ref, iters, seed, data, workdir, curves, batch=2, gt_size=48):
     if ref:
         notes.append('--ref is ignored for srgan (no official code)')
     data = demo_data(workdir, data)
-    paths = write_random_backbones(osp.join(workdir, 'backbones'), seed)
+    paths = write_random_backbones(osp.join(workdir, 'backbones'), seed, archs=('vgg19', ))
     _set_seeds(seed)
     with float64():
         recipe = load_recipe(

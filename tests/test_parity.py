@@ -4,6 +4,7 @@ import io
 import math
 import os
 import pytest
+import re
 import torch
 from collections import OrderedDict
 
@@ -217,3 +218,33 @@ def test_psnr_y_reference_value(parity):
     sr[..., 0, 0] = 1.0  # Y differs by (65.481 + 128.553 + 24.966) = 219 at one pixel of 64
     expected = 10 * math.log10(255.**2 / (219.**2 / 64))
     assert parity.psnr_y(sr, hr, 0) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------------- runs against official code
+OFFICIAL = [('a2n', 'SRPLUGINS_REF_A2N'), ('realesrnet', 'SRPLUGINS_REF_REALESRGAN'),
+            ('realesrgan', 'SRPLUGINS_REF_REALESRGAN'), ('bsrgan', 'SRPLUGINS_REF_KAIR')]
+
+
+@pytest.mark.parametrize('name,env', OFFICIAL, ids=[m for m, _ in OFFICIAL])
+def test_training_step_matches_the_official_code(parity, name, env, tmp_path):
+    ref = os.environ.get(env)
+    if not ref:
+        pytest.skip(f'{env} is unset: set it to a git clone of the official repository to run the {name} parity')
+    result = parity.all_methods()[name](ref, 2, 0, None, str(tmp_path), False)
+    ok, line = parity.verdict(name, result)
+    assert ok, line
+    assert len(result['iters']) == 2 and all(rec['params'] for rec in result['iters'])
+    # the networks trained: a comparison of frozen weights would pass trivially
+    moved = [float(re.search(r'change over the run (\S+)', n).group(1)) for n in result['notes'] if 'change over' in n]
+    assert moved and min(moved) > 0
+
+
+def test_srgan_step_matches_the_paper_formulas(parity, tmp_path):
+    # needs no official code, but writes a 548 MB random VGG19 file and trains VGG-loss GANs: minutes on a busy CPU
+    if not os.environ.get('SRPLUGINS_PARITY_SRGAN'):
+        pytest.skip('SRPLUGINS_PARITY_SRGAN is unset: set it to 1 to run the srgan parity against the paper formulas')
+    result = parity.run_srgan(None, 2, 0, None, str(tmp_path), False, batch=2, gt_size=16)
+    ok, line = parity.verdict('srgan', result)
+    assert ok, line
+    assert set(
+        result['iters'][0]['losses']) == {'l_g_percep', 'l_g_gan', 'l_d_real', 'out_d_real', 'l_d_fake', 'out_d_fake'}
