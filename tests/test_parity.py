@@ -190,8 +190,9 @@ def test_random_backbones_are_found_by_torchvision_and_srplugins(parity, tmp_pat
     from srplugins.utils.pretrained import resolve_pretrained
     monkeypatch.setenv('SRPLUGINS_PRETRAINED_DIR', '')
     monkeypatch.setenv('TORCH_HOME', '')
-    paths = parity.write_random_backbones(str(tmp_path), seed=3)
-    assert resolve_pretrained('vgg19-dcbb9e9d.pth') == paths['vgg19']
+    paths = parity.write_random_backbones(str(tmp_path), seed=3, archs=('alexnet', ))
+    assert resolve_pretrained('alexnet-owt-7be5be79.pth') == paths['alexnet']
+    assert 'vgg19' not in paths
     # torchvision's own pretrained loader reads the cached random file (no download)
     net = torchvision.models.alexnet(weights='IMAGENET1K_V1')
     saved = torch.load(paths['alexnet'])
@@ -201,8 +202,8 @@ def test_random_backbones_are_found_by_torchvision_and_srplugins(parity, tmp_pat
     assert all((v >= 0).all() for v in lin.values())
 
 
-def test_batch_sampler_is_aligned_and_reproducible(parity, tmp_path):
-    data = parity.demo_data(str(tmp_path))
+def test_batch_sampler_is_aligned_and_reproducible(parity, tmp_path, demo_data):
+    data = parity.demo_data(str(tmp_path), demo_data)
     a = parity.BatchSampler(data, 2, 2, 8, seed=1)()
     b = parity.BatchSampler(data, 2, 2, 8, seed=1)()
     assert a[0].shape == (2, 3, 8, 8) and a[1].shape == (2, 3, 16, 16)
