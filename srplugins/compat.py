@@ -398,7 +398,7 @@ def scales_in_filename(path):
 def scale_from_filename(path, strict=True):
     """The scale a checkpoint's file name declares (``aan_x2.pt`` -> 2, ``net_g_x3_latest.pth`` -> 3), else None.
 
-    The one parser of scale tokens in srplugins (used by the ``load_network`` check, ``srplugins.utils.checkpoint``
+    The one parser of scale tokens in srplugins (used by the ``load_network`` check, ``srplugins.checkpoints``
     and ``scripts/eval_a2n_official.py``); no basicsr import. A name with two different scales
     (``A2N_x2_to_x4.pth``) is a ValueError (``strict``) or None (``strict=False``: no scale is guessed from it).
     """

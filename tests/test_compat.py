@@ -337,18 +337,18 @@ def test_worker_randomness_differs_between_epochs():
     (None, None),
 ])
 def test_scale_from_filename(name, scale):
-    from srplugins.utils import checkpoint
+    from srplugins import checkpoints
     assert compat.scale_from_filename(name) == scale
-    assert checkpoint.scale_from_filename(name) == scale
+    assert checkpoints.scale_from_filename(name) == scale
 
 
 def test_scale_from_filename_refuses_two_scales():
-    from srplugins.utils import checkpoint
+    from srplugins import checkpoints
     for name in ('A2N_x2_to_x4.pth', 'model_x2_x3.pt'):
         with pytest.raises(ValueError, match='x2, x[34]'):
             compat.scale_from_filename(name)
         assert compat.scale_from_filename(name, strict=False) is None
-        assert checkpoint.scale_from_filename(name) is None  # detection guesses nothing from such a name
+        assert checkpoints.scale_from_filename(name) is None  # detection guesses nothing from such a name
     assert compat.scale_from_filename('net_x2_ema_x2.pth') == 2  # the same scale twice is one scale
 
 
