@@ -16,10 +16,11 @@ HR files are matched to LR files by stem, ignoring a trailing ``x<scale>`` of th
 
 Examples::
 
-    python scripts/sr_compare_figures.py --opt options/test/SRGAN/test_SRGAN_x4_VGG54.yml \
-        --input datasets/Set5/LRbicx4 --gt datasets/Set5/GTmod12 -o results/human_eval/Set5 --name SRGAN
-    python scripts/sr_compare_figures.py --opt options/demo/demo_SRGAN_x4.yml \
-        --model_path experiments/demo_SRGAN_x4/models/net_g_latest.pth \
+    python scripts/sr_compare_figures.py --opt options/test/SRGAN/test_SRGAN_x4_VGG54.yml \\
+        --input datasets/benchmark/Set5/LR_bicubic/X4 --gt datasets/benchmark/Set5/HR \\
+        -o results/human_eval/Set5 --name SRGAN
+    python scripts/sr_compare_figures.py --opt options/demo/demo_SRGAN_x4.yml \\
+        --model_path experiments/demo_SRGAN_x4/models/net_g_latest.pth \\
         --input datasets/demo/val/LR_bicubic/X4 --gt datasets/demo/val/HR -o results/demo_SRGAN_x4_compare
 """
 import argparse
