@@ -4,7 +4,7 @@ Subcommands:
     degradation  Throughput (images/s) of the BSRGAN degradation on HR patches (default 288x288, x4): our per-sample
                  CPU path, our batched torch path (``--torch``, on ``--device``, batch ``--batch``) and, when
                  --kair_root points at a KAIR checkout, KAIR's reference ``utils_blindsr``, side by side in one run,
-                 then the issue's targets with PASS / FAIL: per-sample path >= 3x KAIR's images/s; batched torch path
+                 then the speed targets with PASS / FAIL: per-sample path >= 3x KAIR's images/s; batched torch path
                  on CUDA >= 20x KAIR's (CPU) images/s (no target for the torch path on the CPU). Exit status 1 when a
                  checked target fails. On CUDA every clock read follows ``torch.cuda.synchronize``, so the time of a
                  batch includes all its device work. Tiny inputs (``--hr_size 32 --lq_size 8``) measure the

@@ -1,6 +1,6 @@
 """Evaluate A2N weights (the authors' ``aan_x{2,3,4}.pt`` or a BasicSR checkpoint) on a folder of HR images.
 
-Protocol (docs/A2N.md, spec a2n_srgan.md 1.4-1.5): mod-crop each HR image to a multiple of the scale, make the LR
+Protocol (docs/A2N.md; the A2N paper's evaluation): mod-crop each HR image to a multiple of the scale, make the LR
 image with MATLAB-style bicubic, run ``A2N`` (which scales [0, 1] input to the official 0..255 internally), round
 and clip SR to uint8, and score PSNR / SSIM with basicsr's ``calculate_psnr`` / ``calculate_ssim`` on BGR uint8
 images with ``crop_border=scale`` and ``test_y_channel=True``. The bicubic baseline (MATLAB-style bicubic
@@ -19,7 +19,6 @@ Example:
 """
 import argparse
 import glob
-import math
 import numpy as np
 import os
 import os.path as osp
@@ -31,7 +30,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # isort: off
 import srplugins  # noqa: E402,F401  (applies the stack fixes before basicsr is imported, registers A2N)
 from basicsr.metrics import calculate_psnr, calculate_ssim  # noqa: E402
-from basicsr.utils.matlab_functions import calculate_weights_indices, imresize  # noqa: E402
+from basicsr.utils.matlab_functions import imresize  # noqa: E402
+
+from srplugins.tools.data import downscale  # noqa: E402
 # isort: on
 
 IMG_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff')
@@ -46,29 +47,15 @@ def read_rgb_uint8(path):
     return img[:, :, ::-1].copy()
 
 
-def _resize_axis_uint8(img, scale, axis):
-    """MATLAB bicubic (antialiased) along one axis of a uint8 (H, W, C) array, rounded and clipped to uint8."""
-    in_len = img.shape[axis]
-    out_len = math.ceil(in_len * scale)
-    weights, indices, sym_s, sym_e = calculate_weights_indices(in_len, out_len, scale, 'cubic', 4, True)
-    weights, indices = weights.numpy().astype(np.float64), indices.numpy().astype(np.int64)
-    data = np.moveaxis(img.astype(np.float64), axis, 0)
-    padded = np.concatenate([data[:sym_s][::-1], data, data[in_len - sym_e:][::-1]], axis=0)
-    start = indices[:, 0]
-    taps = padded[start[:, None] + np.arange(weights.shape[1])[None, :]]  # (out, taps, other, C)
-    out = np.einsum('ot,ot...->o...', weights, taps)
-    return np.moveaxis(np.clip(np.round(out), 0, 255).astype(np.uint8), 0, axis)
-
-
 def make_lr(hr_rgb_uint8, scale, mode):
-    """Downscale a mod-cropped HR image (RGB uint8) by ``scale``; returns float32 RGB in [0, 1]."""
-    if mode == 'matlab-uint8':
-        lr = _resize_axis_uint8(_resize_axis_uint8(hr_rgb_uint8, 1 / scale, 0), 1 / scale, 1)
-        return lr.astype(np.float32) / 255.
-    lr = imresize(hr_rgb_uint8.astype(np.float32) / 255., 1 / scale)
-    if mode == 'basicsr-round':
-        lr = np.clip(np.round(lr * 255.), 0, 255) / 255.
-    return lr.astype(np.float32)
+    """Downscale a mod-cropped HR image (RGB uint8) by ``scale``; returns float32 RGB in [0, 1].
+
+    ``matlab-uint8`` / ``basicsr-round``: :func:`srplugins.tools.data.downscale` (the ``srplugins-data`` LR maker);
+    ``basicsr-float``: basicsr's ``imresize`` without rounding.
+    """
+    if mode in ('matlab-uint8', 'basicsr-round'):
+        return downscale(hr_rgb_uint8, scale, mode).astype(np.float32) / 255.
+    return imresize(hr_rgb_uint8.astype(np.float32) / 255., 1 / scale).astype(np.float32)
 
 
 def check_scale_in_name(path, scale):

@@ -28,7 +28,7 @@ def crop_faces(img, detector=None, size=512, min_eye_distance=0, helper=None):
 
     Args:
         img (ndarray): (H, W, 3) BGR uint8.
-        detector: What :func:`srplugins.utils.face.build_face_helper` accepts (a :class:`RetinaFaceDetector`, or a
+        detector: What :func:`srplugins.inference.face.build_face_helper` accepts (a :class:`RetinaFaceDetector`, or a
             function ``image -> list of (5, 2) landmarks``); ignored when ``helper`` is given.
         size (int): Crop side. Default: 512.
         min_eye_distance (float): Skip faces whose eyes are closer (pixels in ``img``). Default: 0.
@@ -38,7 +38,7 @@ def crop_faces(img, detector=None, size=512, min_eye_distance=0, helper=None):
         list[ndarray]: The crops.
     """
     if helper is None:
-        from srplugins.utils.face import build_face_helper
+        from srplugins.inference.face import build_face_helper
         helper = build_face_helper(detector, face_size=size)
     helper.clean_all()
     helper.read_image(img)
@@ -72,8 +72,9 @@ def main(argv=None):
     parser.add_argument('--conf_threshold', type=float, default=0.97, help='minimum RetinaFace score (GFPGAN: 0.97)')
     args = parser.parse_args(argv)
 
-    from srplugins.utils.face import RetinaFaceDetector, build_face_helper
-    from srplugins.utils.inference import list_inputs, read_image, write_image
+    from srplugins.inference import read_image, write_image
+    from srplugins.inference.cli import list_inputs
+    from srplugins.inference.face import RetinaFaceDetector, build_face_helper
     try:
         detector = RetinaFaceDetector(device=args.device, conf_threshold=args.conf_threshold)
         helper = build_face_helper(detector, face_size=args.size, device=args.device)

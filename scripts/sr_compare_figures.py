@@ -16,10 +16,11 @@ HR files are matched to LR files by stem, ignoring a trailing ``x<scale>`` of th
 
 Examples::
 
-    python scripts/sr_compare_figures.py --opt options/test/SRGAN/test_SRGAN_x4_VGG54.yml \
-        --input datasets/Set5/LRbicx4 --gt datasets/Set5/GTmod12 -o results/human_eval/Set5 --name SRGAN
-    python scripts/sr_compare_figures.py --opt options/demo/demo_SRGAN_x4.yml \
-        --model_path experiments/demo_SRGAN_x4/models/net_g_latest.pth \
+    python scripts/sr_compare_figures.py --opt options/test/SRGAN/test_SRGAN_x4_VGG54.yml \\
+        --input datasets/benchmark/Set5/LR_bicubic/X4 --gt datasets/benchmark/Set5/HR \\
+        -o results/human_eval/Set5 --name SRGAN
+    python scripts/sr_compare_figures.py --opt options/demo/demo_SRGAN_x4.yml \\
+        --model_path experiments/demo_SRGAN_x4/models/net_g_latest.pth \\
         --input datasets/demo/val/LR_bicubic/X4 --gt datasets/demo/val/HR -o results/demo_SRGAN_x4_compare
 """
 import argparse
@@ -39,10 +40,10 @@ GAP = 8
 
 
 def load_network(opt, model_path=None, device=None):
-    """Upscaler for the option file's ``network_g`` (``srplugins.utils.inference.load_upscaler``: a [-1, 1] generator
+    """Upscaler for the option file's ``network_g`` (``srplugins.inference.load_upscaler``: a [-1, 1] generator
     gets its output mapped to [0, 1]; a checkpoint whose name says another scale than the option, weights that do not
     fit ``network_g`` or an unregistered ``type`` are ValueErrors naming the option file and the checkpoint)."""
-    from srplugins.utils.inference import load_upscaler
+    from srplugins.inference import load_upscaler
     return load_upscaler(model_path=model_path, opt=opt, device=device, model_path_flag='--model_path')
 
 
@@ -78,8 +79,8 @@ def side_by_side(panels):
 
 def process_folder(upscaler, input_dir, output_dir, gt_dir=None, name='SR', tile=0):
     """Run the network on every image of ``input_dir``; returns the metric rows (empty without ``gt_dir``)."""
+    from srplugins.inference import write_image
     from srplugins.tools.evaluate import _align, _read, bicubic_upscale, compute_metrics
-    from srplugins.utils.inference import write_image
     scale = int(round(upscaler.scale))
     names = sorted(n for n in os.listdir(input_dir) if n.lower().endswith(IMG_EXTS))
     if not names:

@@ -227,8 +227,7 @@ def load_resume_state_on_device(opt):
         resume_state_path = opt['path']['resume_state']
     if resume_state_path is None:
         return None
-    import torch
-    resume_state = torch.load(resume_state_path, map_location=resume_map_location(opt))
+    resume_state = _load_state_file(resume_state_path, resume_map_location(opt))
     check_resume(opt, resume_state['iter'])
     return resume_state
 
@@ -398,7 +397,7 @@ def scales_in_filename(path):
 def scale_from_filename(path, strict=True):
     """The scale a checkpoint's file name declares (``aan_x2.pt`` -> 2, ``net_g_x3_latest.pth`` -> 3), else None.
 
-    The one parser of scale tokens in srplugins (used by the ``load_network`` check, ``srplugins.utils.checkpoint``
+    The one parser of scale tokens in srplugins (used by the ``load_network`` check, ``srplugins.checkpoints``
     and ``scripts/eval_a2n_official.py``); no basicsr import. A name with two different scales
     (``A2N_x2_to_x4.pth``) is a ValueError (``strict``) or None (``strict=False``: no scale is guessed from it).
     """
@@ -447,9 +446,33 @@ def _is_discriminator(key, net):
     return 'discriminator' in type(net).__name__.lower()
 
 
+class _LoadedFileTorch(types.ModuleType):
+    """Stands in for ``torch`` in ``basicsr.models.base_model`` during one ``load_network`` call: ``torch.load`` of
+    ``path`` returns the object srplugins already read (``weights_only=True``); everything else is torch's."""
+
+    def __init__(self, torch_module, path, obj):
+        super().__init__('torch')
+        self._torch, self._path, self._obj = torch_module, path, obj
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
+
+    def load(self, f, *args, **kwargs):
+        if f is self._path or (isinstance(f, (str, os.PathLike)) and str(f) == str(self._path)):
+            return self._obj
+        kwargs.setdefault('weights_only', True)
+        return self._torch.load(f, *args, **kwargs)
+
+
 def _wrap_load_network(original):
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
+        """basicsr's ``load_network`` on a file read by :func:`srplugins.checkpoints.load_file`: ``torch.load`` with
+        ``weights_only=True``, and a truncated / random / unsafe file is a ``CheckpointReadError`` (ValueError) naming
+        the file and its option (``path.pretrain_network_g`` ...) instead of torch's unpickling traceback."""
+        from basicsr.models import base_model
+
+        from srplugins.checkpoints.io import load_file
         key = _pretrain_option(self.opt, load_path) if load_path is not None else None
         option = f'path.{key}' if key else 'checkpoint'
         if not _is_discriminator(key, net):
@@ -457,7 +480,16 @@ def _wrap_load_network(original):
         if not osp.isfile(load_path):
             raise FileNotFoundError(f'{option} = {load_path}: checkpoint does not exist (from the option file\'s '
                                     '`path` section).')
-        return original(self, net, load_path, strict=strict, param_key=param_key)
+        obj = load_file(load_path, option=option)
+        if not isinstance(obj, dict):
+            raise ValueError(f'{option} = {load_path}: expected a dict of tensors (e.g. {{\'params\': ...}}), got '
+                             f'{type(obj).__name__}.')
+        previous = base_model.torch
+        base_model.torch = _LoadedFileTorch(previous, load_path, obj)
+        try:
+            return original(self, net, load_path, strict=strict, param_key=param_key)
+        finally:
+            base_model.torch = previous
 
     load_network.__wrapped__ = original
     load_network.__doc__ = original.__doc__

@@ -337,18 +337,18 @@ def test_worker_randomness_differs_between_epochs():
     (None, None),
 ])
 def test_scale_from_filename(name, scale):
-    from srplugins.utils import checkpoint
+    from srplugins import checkpoints
     assert compat.scale_from_filename(name) == scale
-    assert checkpoint.scale_from_filename(name) == scale
+    assert checkpoints.scale_from_filename(name) == scale
 
 
 def test_scale_from_filename_refuses_two_scales():
-    from srplugins.utils import checkpoint
+    from srplugins import checkpoints
     for name in ('A2N_x2_to_x4.pth', 'model_x2_x3.pt'):
         with pytest.raises(ValueError, match='x2, x[34]'):
             compat.scale_from_filename(name)
         assert compat.scale_from_filename(name, strict=False) is None
-        assert checkpoint.scale_from_filename(name) is None  # detection guesses nothing from such a name
+        assert checkpoints.scale_from_filename(name) is None  # detection guesses nothing from such a name
     assert compat.scale_from_filename('net_x2_ema_x2.pth') == 2  # the same scale twice is one scale
 
 
@@ -408,6 +408,48 @@ def test_load_network_reports_scale_mismatch_and_missing_file(tmp_path):
     saved = torch.load(good, weights_only=True)['params']
     for key, value in model.net_g.state_dict().items():
         assert torch.equal(value, saved[key])
+
+
+def test_load_network_reads_pretrain_files_with_weights_only(tmp_path):
+    """basicsr's ``load_network`` reads ``path.pretrain_network_*`` with ``torch.load(weights_only=True)``: a truncated
+    or random file is an error naming the file and its option, a pickled object other than tensors / containers is
+    refused."""
+    import argparse
+
+    from basicsr.models import build_model
+
+    from srplugins.checkpoints import CheckpointReadError
+    opt = _gan_option(tmp_path, 'srresnet_x2.pth', 'vgg_d.pth')
+    good = tmp_path / 'srresnet_x2.pth'
+    data = good.read_bytes()
+    truncated = tmp_path / 'truncated_x2.pth'
+    truncated.write_bytes(data[:len(data) // 2])
+    opt['path']['pretrain_network_g'] = str(truncated)
+    with pytest.raises(
+            CheckpointReadError, match=r'^path.pretrain_network_g = .*truncated_x2.pth: truncated or not a '
+            'checkpoint'):
+        build_model(opt)
+    opt['path']['pretrain_network_g'] = str(good)
+    random_d = tmp_path / 'random_d.pth'
+    random_d.write_bytes(np.random.default_rng(0).bytes(4096))
+    opt['path']['pretrain_network_d'] = str(random_d)
+    with pytest.raises(
+            CheckpointReadError, match=r'^path.pretrain_network_d = .*random_d.pth: truncated or not a '
+            'checkpoint'):
+        build_model(opt)
+    opt['path']['pretrain_network_d'] = str(tmp_path / 'vgg_d.pth')
+    # a valid pickle holding an object outside torch's weights-only allow-list: refused, never unpickled
+    unsafe = tmp_path / 'unsafe_x2.pth'
+    state = torch.load(good, weights_only=True)
+    torch.save(dict(state, args=argparse.Namespace(lr=1e-4)), unsafe)
+    assert isinstance(torch.load(unsafe, weights_only=False)['args'], argparse.Namespace)
+    opt['path']['pretrain_network_g'] = str(unsafe)
+    with pytest.raises(CheckpointReadError, match=r'^path.pretrain_network_g = .*unsafe_x2.pth holds pickled objects'):
+        build_model(opt)
+    # an accepted file is loaded by basicsr as before (param_key, strict)
+    opt['path']['pretrain_network_g'] = str(good)
+    model = build_model(opt)
+    assert all(torch.equal(v, state['params'][k]) for k, v in model.net_g.state_dict().items())
 
 
 def _gan_option(tmp_path, g_name, d_name, scale=2):

@@ -307,3 +307,37 @@ def test_collapsed_outputs_are_named_and_an_all_collapsed_set_is_refused(tmp_pat
     assert 'a.png collapsed' in capsys.readouterr().err
     assert gen.collapse_reason(torch.full((1, 3, 4, 4), 0.5)).startswith('constant')
     assert gen.collapse_reason(torch.rand(1, 3, 4, 4)) is None
+
+
+def test_scale_one_generator_runs_on_hr_only_when_trained_at_scale_one(tmp_path, gen):
+    """A scale-1 generator trained with ``scale: 1`` maps HR images (LR = HR size); one trained at x4 (DSGAN: bicubic
+    LR input) or an official file that records no scale is refused."""
+    torch.manual_seed(1)
+    g_opt = dict(type='DASRDownsampler', num_feat=8, num_block=1, scale=1)
+    net_g = DASRDownsampler(num_feat=8, num_block=1, scale=1).eval()
+    net_d = DASRFSDiscriminator(filter_type='gau', norm='instance', num_feat=8).eval()
+    hr_dir = _hr_folder(tmp_path / 'hr', {'a.png': (13, 15)})
+    for data_scale in (1, 4):
+        torch.save(
+            {
+                'format': 'srplugins.DASR.dsn.v1',
+                'scale': data_scale,
+                'network_g': g_opt,
+                'network_d': net_d.config(),
+                'params_g': net_g.state_dict(),
+                'params_d': net_d.state_dict()
+            }, tmp_path / f'dsn{data_scale}.pth')
+    gen.generate(str(tmp_path / 'dsn1.pth'), str(hr_dir), str(tmp_path / 'out'), tile=8, tile_pad=8, progress=False)
+    lr = np.asarray(Image.open(tmp_path / 'out' / 'lq' / 'a.png'))
+    hr = torch.from_numpy(np.asarray(Image.open(hr_dir / 'a.png'), dtype=np.float32) / 255.).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        expected = net_g(hr)[0].permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()
+    np.testing.assert_array_equal(lr, expected)  # full HR size, no mod-crop
+    with pytest.raises(ValueError, match='trained at scale 4'):
+        gen.generate(str(tmp_path / 'dsn4.pth'), str(hr_dir), str(tmp_path / 'out4'), progress=False)
+    torch.save({
+        'model_g_state_dict': net_g.state_dict(),
+        'models_d_state_dict': net_d.state_dict()
+    }, tmp_path / 'official.tar')
+    with pytest.raises(ValueError, match='records no training scale'):
+        gen.generate(str(tmp_path / 'official.tar'), str(hr_dir), str(tmp_path / 'out_o'), progress=False)

@@ -211,6 +211,20 @@ def test_auto_resume_without_states_warns(tmp_path, run_train):
     assert log.count('no training state') == 1 and proc.stdout.count('INFO: Validation tiny_val') == 1
 
 
+def test_corrupt_pretrain_file_is_a_clear_error(tmp_path, run_train):
+    """A truncated ``path.pretrain_network_g`` stops training with exit status 2 and one line naming the file and the
+    option, not torch's unpickling traceback."""
+    data = _tiny_paired_data(str(tmp_path / 'data'))
+    pretrain = tmp_path / 'net_x2.pth'
+    pretrain.write_bytes(b'PK\x03\x04' + bytes(100))  # the start of a zip file, cut off
+    opt = _tiny_option(data, 'tiny_corrupt', 1)
+    opt['path']['pretrain_network_g'] = str(pretrain)
+    proc = run_train(opt, tmp_path)
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert f'error: path.pretrain_network_g = {pretrain}: truncated or not a checkpoint' in proc.stdout
+    assert 'Traceback' not in proc.stdout
+
+
 def test_missing_option_file_is_a_clear_error(tmp_path, run_train):
     proc = run_train(str(tmp_path / 'nope.yml'), tmp_path)
     assert proc.returncode != 0

@@ -1,5 +1,6 @@
-"""scripts/eval_a2n_official.py: MATLAB-uint8 resize emulation, LR modes, LR file naming and the whole evaluation on a
-tiny synthetic HR set with a randomly initialised A2N (no released weights needed)."""
+"""scripts/eval_a2n_official.py: LR modes (the MATLAB-uint8 resize itself is tested in tests/test_tools_data.py), LR
+file naming and the whole evaluation on a tiny synthetic HR set with a randomly initialised A2N (no released weights
+needed)."""
 import cv2
 import numpy as np
 import os.path as osp
@@ -20,20 +21,6 @@ def script():
 
 def _round_uint8(img01):
     return np.clip(np.round(img01 * 255.), 0, 255).astype(np.uint8)
-
-
-@pytest.mark.parametrize('scale', [2, 3, 4])
-def test_resize_axis_uint8_equals_basicsr_imresize_rounded(script, scale):
-    # an image constant along W: basicsr's imresize (both axes) then resizes only along H (the W pass of a constant
-    # row is the identity), so one axis of the uint8 emulation must equal imresize followed by rounding exactly
-    column = np.random.default_rng(0).integers(0, 256, (12, 1, 3)).astype(np.uint8)
-    img = np.repeat(column, 12, axis=1)
-    ref = _round_uint8(imresize(img.astype(np.float64) / 255., 1 / scale))
-    along_h = script._resize_axis_uint8(img, 1 / scale, 0)
-    assert along_h.dtype == np.uint8 and along_h.shape == (12 // scale, 12, 3)
-    assert np.array_equal(along_h[:, :ref.shape[1]], ref)
-    along_w = script._resize_axis_uint8(img.transpose(1, 0, 2), 1 / scale, 1)
-    assert np.array_equal(along_w[:ref.shape[1]], ref.transpose(1, 0, 2))
 
 
 def test_lr_modes(script):

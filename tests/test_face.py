@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 import srplugins  # noqa: F401
-from srplugins.inference import Upscaler, read_image
+from srplugins.inference import Upscaler
+from srplugins.inference import face as face_module
+from srplugins.inference import read_image
 from srplugins.inference.cli import process_paths
 from srplugins.inference.face import (FaceEnhancer, LandmarkDetector, RetinaFaceDetector, build_face_helper,
                                       face_template)
-from srplugins.utils import face as face_module
 from tests.conftest import needs_facexlib
 
 

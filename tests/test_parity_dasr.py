@@ -9,7 +9,7 @@ import srplugins  # noqa: F401
 # isort: split
 from basicsr.archs.rrdbnet_arch import RRDBNet
 
-from srplugins.utils.checkpoint import detect_checkpoint
+from srplugins.checkpoints import detect
 from tests.conftest import REPO_ROOT, load_script
 
 REF_ENV = 'SRPLUGINS_REF_DASR'
@@ -42,7 +42,7 @@ def test_rrdb_conversion_round_trip_and_agrees_with_the_checkpoint_converter(pd)
     assert list(back) == list(state)
     assert all(torch.equal(back[k], state[k]) for k in state)
     # srplugins' own old-ESRGAN converter (an independent implementation) gives the same names and tensors
-    info = detect_checkpoint(official)
+    info = detect(official)
     assert info.arch_type == 'RRDBNet'
     assert set(info.state_dict) == set(back)
     assert all(torch.equal(info.state_dict[k], back[k]) for k in back)

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from srplugins.utils import face as face_module
-from srplugins.utils.face import LandmarkDetector, face_template
+from srplugins.inference import face as face_module
+from srplugins.inference.face import LandmarkDetector, face_template
 from tests.conftest import load_script, needs_facexlib
 
 

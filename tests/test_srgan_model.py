@@ -194,6 +194,11 @@ def test_option_files_are_consistent(path):
     build_network(dict(net_g, num_feat=4, num_block=1))
     for metric in opt['val']['metrics'].values():
         assert metric['crop_border'] == scale and metric['test_y_channel'] is True
+    for phase, dataset in opt['datasets'].items():  # benchmark sets in the EDSR layout (HR, LR_bicubic/X<s>/<n>x<s>)
+        if phase != 'train' and '/demo/' not in path and 'DIV2K' not in dataset['dataroot_gt']:
+            root = f'datasets/benchmark/{dataset["name"]}'
+            assert dataset['dataroot_gt'] == f'{root}/HR' and dataset['dataroot_lq'] == f'{root}/LR_bicubic/X{scale}'
+            assert dataset['filename_tmpl'] == f'{{}}x{scale}'
     if '/test/' in path:
         assert len(opt['datasets']) == 5 and opt['val']['save_img'] is True
         return

@@ -6,8 +6,8 @@ Ledig et al., "Photo-Realistic Single Image Super-Resolution Using a Generative 
 basicsr 1.4.2 ships neither network: its ``MSRResNet`` drops BN, uses LeakyReLU, 3x3 head/tail, no long skip and adds
 a bilinear image skip; its ``VGGStyleDiscriminator`` only accepts 128/256 inputs and has a 100-unit dense layer.
 
-Choices where the paper is silent (following the widely used PyTorch port sgrvinod/a-PyTorch-Tutorial-to-Super-
-Resolution, which the course assignments build on):
+Choices where the paper is silent (following the widely used PyTorch port
+sgrvinod/a-PyTorch-Tutorial-to-Super-Resolution):
     * every convolution keeps its bias, also in front of BN;
     * PReLU has one shared slope per layer (``nn.PReLU()``); ``per_channel_prelu=True`` gives one per channel;
     * PyTorch's default initialisation;

@@ -289,7 +289,10 @@ def load_dsn(path, overrides=None, unsafe_load=False, option='--checkpoint'):
         option (str): How the user named the file, for messages.
 
     Returns:
-        tuple: ``(net_g, net_d, info)`` in eval mode on the CPU; ``info = {'network_g': {...}, 'network_d': {...}}``.
+        tuple: ``(net_g, net_d, info)`` in eval mode on the CPU; ``info = {'network_g': {...}, 'network_d': {...},
+        'scale': ...}`` where ``scale`` is the data scale the bundle records (the run's ``scale``; a scale-1 generator
+        trained at ``scale: 1`` maps HR images, one trained at ``scale: 4`` maps bicubic LR images), ``None`` when the
+        file does not record it (official DSN files).
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     obj = load_file(path, unsafe_load=unsafe_load, option=option)
@@ -310,4 +313,9 @@ def load_dsn(path, overrides=None, unsafe_load=False, option='--checkpoint'):
     if info_g.purpose != 'downsampler' or info_d.purpose != 'discriminator':
         raise ValueError(f'{option} = {path}: expected a down-sampler and a discriminator, found {info_g.arch_type} '
                          f'and {info_d.arch_type}.')
-    return net_g, net_d, {'network_g': info_g.network_opt, 'network_d': info_d.network_opt}
+    data_scale = obj.get('scale')
+    return net_g, net_d, {
+        'network_g': info_g.network_opt,
+        'network_d': info_d.network_opt,
+        'scale': data_scale if isinstance(data_scale, (int, float)) else None
+    }

@@ -2,7 +2,7 @@
 
 Every ``torch.load`` here passes ``weights_only=True`` explicitly (also on torch < 2.6, whose default is False), so a
 file can hold only tensors and plain containers unless the caller opts in with ``unsafe_load=True`` (command line:
-``--unsafe_load``). Failures are diagnosed (issue "nothing lost, nothing silent", point 6):
+``--unsafe_load``). Failures are diagnosed:
 
 * a file that torch cannot read at all (truncated zip, random bytes, empty file, truncated legacy pickle) is reported
   as "truncated or not a checkpoint", naming the file and the option that gave it -- never with an ``--unsafe_load``

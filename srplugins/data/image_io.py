@@ -78,7 +78,7 @@ def _decode_with_pil(data):
         return np.asarray(img), has_alpha
 
 
-def decode_image(data, path, color='rgb', option=None):
+def decode_image(data, path, color='rgb', option=None, with_info=False):
     """Decodes encoded image bytes to float32 ``(H, W, C)`` in [0, 1], RGB (C = 3) or grey (C = 1).
 
     OpenCV decodes first (``IMREAD_UNCHANGED``, so 16-bit and float files keep their depth); PIL is the fallback.
@@ -88,6 +88,11 @@ def decode_image(data, path, color='rgb', option=None):
         path (str): File name, for messages.
         color (str): ``'rgb'`` or ``'gray'``.
         option (str, optional): Option the file came from (e.g. ``'dataroot_gt'``), for messages.
+        with_info (bool): Also return ``{'channels': 1 | 3, 'bit_depth': 8 | 16}`` of the file (alpha dropped;
+            16-bit and float files count as 16 bit), e.g. to write outputs at the file's depth.
+
+    Returns:
+        np.ndarray | tuple: The image, or ``(image, info)`` with ``with_info``.
 
     Raises:
         ValueError: Empty, truncated or non-image data, unsupported sample types, non-finite pixels.
@@ -119,6 +124,7 @@ def decode_image(data, path, color='rgb', option=None):
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3):
         raise ValueError(f'{_where(path, option)}: unsupported image layout {arr.shape} (expected grey or colour).')
+    file_info = {'channels': int(arr.shape[2]), 'bit_depth': 8 if arr.dtype == np.uint8 else 16}
     img = to_unit_range(arr, path, option)
     if img.shape[2] == 3 and channel_order == 'bgr':
         img = img[..., ::-1]
@@ -129,11 +135,13 @@ def decode_image(data, path, color='rgb', option=None):
                 img[..., 2:3] * np.float32(LUMA_WEIGHTS[2]))
     elif img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img, dtype=np.float32)
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    return (img, file_info) if with_info else img
 
 
-def read_image(path, color='rgb', option=None):
-    """Reads an image file as float32 ``(H, W, 3)`` RGB or ``(H, W, 1)`` grey in [0, 1] at the file's precision.
+def read_image(path, color='rgb', option=None, with_info=False):
+    """Reads an image file as float32 ``(H, W, 3)`` RGB or ``(H, W, 1)`` grey in [0, 1] at the file's precision
+    (``with_info``: see :func:`decode_image`).
 
     Raises:
         FileNotFoundError: If the file does not exist.
@@ -141,7 +149,7 @@ def read_image(path, color='rgb', option=None):
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'{_where(path, option)}: image file does not exist.')
-    return decode_image(np.fromfile(str(path), dtype=np.uint8), path, color, option)
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), path, color, option, with_info)
 
 
 def read_with_client(file_client, path, client_key, color='rgb', option=None):

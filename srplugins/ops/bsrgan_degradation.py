@@ -4,7 +4,7 @@ Paper: Zhang, Liang, Van Gool, Timofte, "Designing a Practical Degradation Model
 Super-Resolution", ICCV 2021 (arXiv 2103.14006), section 3 (blur, downsampling, noise, random shuffle).
 Official behaviour followed: KAIR ``utils/utils_blindsr.py`` (``degradation_bsrgan`` and
 ``degradation_bsrgan_plus``), which is the normative description of probabilities, ranges and op order
-(see ``shared/specs/bsrgan_realesrgan.md`` section 1).
+(docs/BSRGAN.md lists them).
 
 Structure:
     * Primitives (``gaussian_kernel``, ``anisotropic_gaussian_kernel``, ``shift_kernel``, ``convolve``,

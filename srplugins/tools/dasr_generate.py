@@ -11,7 +11,9 @@ its probabilities into the domain-distance map
 (official ``receptive_cal.getWeights`` with the ``convnet`` of ``create_dataset_modified.py``; higher = closer to the
 real-LR domain). Writes ``<out>/lq/<stem>.png`` and ``<out>/ddm/<stem>.npy`` (float32, shape (1, 1, h, w), on the
 discriminator-input grid: LR size for gau / avg_pool / rgb, ceil(LR/2) for wavelet). Files are paired by stem and the
-folders are checked at the end; ``DASRPairedDataset`` reads them. Every file is written atomically.
+folders are checked at the end; ``DASRPairedDataset`` reads them. Every file is written atomically. A scale-1
+generator trained with ``scale: 1`` (the x1 recipe) maps the HR image at its size; a scale-1 generator trained at a
+larger scale (DSGAN variant, bicubic LR input) or an official one (no recorded scale) is refused.
 
 Channels and bit depth follow the HR files: an 8-bit HR file gives an 8-bit PNG, a 16-bit (or float) one a 16-bit
 PNG, rounded at that depth (the map is computed on the rounded LR the SR stage reads); a grey HR file with a
@@ -41,85 +43,11 @@ import argparse
 import numpy as np
 import os
 import os.path as osp
-import re
 import shutil
 import sys
-import warnings
 
 from srplugins.tools._cli import HelpFormatter, warn
 from srplugins.utils.atomic import atomic_write, atomic_write_bytes
-
-BUNDLE_FORMAT = 'srplugins.DASR.dsn.v1'
-
-
-def _strip_module(state_dict):
-    return {(k[7:] if k.startswith('module.') else k): v for k, v in state_dict.items()}
-
-
-def infer_generator_config(state_dict):
-    """``DASRDownsampler`` options from an official ``De_resnet`` / ``Generator`` state dict."""
-    blocks = {int(m.group(1)) for k in state_dict for m in [re.match(r'res_blocks\.(\d+)\.', k)] if m}
-    downs = {int(m.group(1)) for k in state_dict for m in [re.match(r'down_sample\.(\d+)\.', k)] if m}
-    scale = {0: 1, 1: 2, 2: 4}[len([i for i in downs if i % 2 == 0])]
-    return dict(
-        type='DASRDownsampler',
-        num_in_ch=state_dict['block_input.0.weight'].shape[1],
-        num_out_ch=state_dict['block_output.weight'].shape[0],
-        num_feat=state_dict['block_input.0.weight'].shape[0],
-        num_block=len(blocks),
-        scale=scale)
-
-
-def infer_discriminator_config(state_dict, fs_type=None, kernel_size=None, d_type=None):
-    """``DASRFSDiscriminator`` options from an official DSN discriminator state dict.
-
-    The keys tell the filter (Gaussian key -> gau, ``DWT2.*`` -> wavelet), the norm (BatchNorm running statistics ->
-    batch), the body (``net.net`` -> fsd, ``net.model`` -> nld) and the wavelet band combination (first conv input
-    channels). Values that keys cannot tell (avg_pool vs rgb, nld_s1 vs nld_s2) come from the recorded
-    ``fs_type`` / ``D_type`` of the checkpoint or the arguments.
-    """
-    keys = list(state_dict)
-    gauss_key = 'filter.filter_low.filter.gaussian_filter.weight'
-    if gauss_key in state_dict:
-        filter_type = 'gau'
-        kernel_size = state_dict[gauss_key].shape[-1]
-    elif any(k.startswith('DWT2.') for k in keys):
-        filter_type = 'wavelet'
-    else:
-        filter_type = (fs_type or 'avg_pool').lower()
-        if filter_type not in ('avg_pool', 'rgb'):
-            raise ValueError(f'The discriminator state dict has neither a Gaussian nor a wavelet key, so its filter '
-                             f'is avg_pool or rgb (--no_highpass); got fs_type {fs_type!r}. Pass --filter.')
-    norm = 'batch' if any(k.endswith('running_mean') for k in keys) else 'instance'
-    if any(k.startswith('net.net.') for k in keys):
-        d_arch, first = 'fsd', 'net.net.0.weight'
-    elif any(k.startswith('net.model.') for k in keys):
-        d_arch, first = (d_type or 'nld_s2').lower(), 'net.model.0.weight'
-        if d_arch not in ('nld_s1', 'nld_s2'):
-            raise ValueError(f'net.model.* keys mean nld_s1 or nld_s2, got D_type {d_type!r}. Pass --d-arch.')
-    else:
-        raise ValueError('Not a DASR DSN discriminator state dict: no net.net.* or net.model.* keys.')
-    in_ch = state_dict[first].shape[1]
-    cat_or_sum = 'cat'
-    num_in_ch = in_ch
-    if filter_type == 'wavelet':
-        cat_or_sum = 'cat' if in_ch % 3 == 0 and in_ch >= 9 else 'sum'
-        num_in_ch = in_ch // 3 if cat_or_sum == 'cat' else in_ch
-    return dict(
-        type='DASRFSDiscriminator',
-        num_in_ch=num_in_ch,
-        filter_type=filter_type,
-        kernel_size=int(kernel_size or 5),
-        cat_or_sum=cat_or_sum,
-        norm=norm,
-        d_arch=d_arch,
-        num_feat=state_dict[first].shape[0])
-
-
-def _build(opt, registry_cls):
-    opt = dict(opt)
-    opt.pop('type', None)
-    return registry_cls(**opt)
 
 
 def load_dsn(path, overrides=None, device='cpu'):
@@ -131,86 +59,48 @@ def load_dsn(path, overrides=None, device='cpu'):
         device (str | torch.device): Target device.
 
     Returns:
-        tuple: ``(net_g, net_d, info)``; both networks in eval mode; ``info`` holds the two option dicts.
+        tuple: ``(net_g, net_d, info)``; both networks in eval mode; ``info`` holds the two option dicts and
+        ``scale``, the data scale the file records (``None`` for official files).
     """
     net_g, net_d, info = _load_dsn(path, overrides)
     return net_g.to(device).eval(), net_d.to(device).eval(), info
 
 
 def _load_dsn(path, overrides=None):
-    """The one place that reads a DSN checkpoint: ``(net_g, net_d, {'network_g': ..., 'network_d': ...})`` on CPU.
+    """``(net_g, net_d, {'network_g': ..., 'network_d': ..., 'scale': ...})`` on CPU, read by
+    :func:`srplugins.checkpoints.load_dsn` (srplugins bundle ``dsn_<iter>.pth`` or official DASR ``.tar``).
 
-    Knows the srplugins bundle (``format: srplugins.DASR.dsn.v1``, written by ``DASRDownsamplerModel``) and the
-    official DASR ``.tar`` (``model_g_state_dict`` / ``models_d_state_dict``, options inferred from the keys).
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not a DSN file, or weights that do not fit the (overridden) options; names ``--checkpoint``.
     """
-    import torch
-
-    import srplugins  # noqa: F401  (stack fixes and registration)
-    from srplugins.archs.dasr_arch import DASRDownsampler, DASRFSDiscriminator
+    from srplugins.checkpoints import load_dsn as read_dsn
     if not osp.isfile(path):
         raise FileNotFoundError(f'--checkpoint: {path} does not exist (expected models/dsn_<iter>.pth written by '
                                 'DASRDownsamplerModel, or an official DASR DSN .tar).')
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    if isinstance(ckpt, dict) and ckpt.get('format') == BUNDLE_FORMAT:
-        g_opt, d_opt = dict(ckpt['network_g']), dict(ckpt['network_d'])
-        g_sd, d_sd = ckpt['params_g'], ckpt['params_d']
-    elif isinstance(ckpt, dict) and 'model_g_state_dict' in ckpt:
-        g_sd = _strip_module(ckpt['model_g_state_dict'])
-        d_sd = _strip_module(ckpt.get('models_d_state_dict', ckpt.get('model_d_state_dict', {})))
-        if not d_sd:
-            raise ValueError(f'{path}: official checkpoint without models_d_state_dict; a discriminator is needed.')
-        g_opt = infer_generator_config(g_sd)
-        d_opt = infer_discriminator_config(d_sd, ckpt.get('fs_type'), ckpt.get('fs_kernel_size'), ckpt.get('D_type'))
-    else:
-        raise ValueError(f'{path}: unknown checkpoint layout; expected a dsn_<iter>.pth bundle (format '
-                         f'{BUNDLE_FORMAT}) or an official DSN .tar with model_g_state_dict / models_d_state_dict.')
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            d_opt[key] = value
-    net_g = _build(g_opt, DASRDownsampler)
-    net_d = _build(d_opt, DASRFSDiscriminator)
     try:
-        net_g.load_state_dict(g_sd, strict=True)
-        net_d.load_state_dict(d_sd, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f'{path}: the state dicts do not match the networks built from {g_opt} / {d_opt}. '
-                         f'Check --filter / --norm / --d-arch / --kernel-size / --cat-or-sum.\n{err}') from err
-    return net_g, net_d, {'network_g': g_opt, 'network_d': d_opt}
+        return read_dsn(path, overrides=overrides, option='--checkpoint')
+    except ValueError as err:
+        if overrides and any(v is not None for v in overrides.values()):
+            raise ValueError(f'{err}\nCheck --filter / --norm / --d-arch / --kernel-size / --cat-or-sum.') from None
+        raise
 
 
 def tiled_downsample(net_g, hr, scale, tile=512, tile_pad=32):
     """Runs ``net_g`` over ``hr`` ``(1, C, H, W)`` in overlapping tiles; ``H``, ``W`` must be multiples of ``scale``.
 
-    ``tile`` and ``tile_pad`` are rounded up to multiples of ``scale``; with ``tile_pad`` at least the generator's
-    receptive-field radius (24 HR pixels for the official 8-block x4 network) the result equals a full-image pass.
-    ``tile <= 0`` disables tiling.
+    :func:`srplugins.inference.tile_forward` with output scale ``1 / scale``: ``tile`` and ``tile_pad`` are rounded
+    up to multiples of ``scale``; with ``tile_pad`` at least the generator's receptive-field radius (24 HR pixels for
+    the official 8-block x4 network) the result equals a full-image pass. ``tile <= 0`` disables tiling.
     """
     import torch
-    with torch.no_grad():
-        return _tiled_downsample(net_g, hr, scale, tile, tile_pad)
 
-
-def _tiled_downsample(net_g, hr, scale, tile, tile_pad):
+    from srplugins.inference import tile_forward
     _, _, h, w = hr.shape
     if h % scale or w % scale:
         raise ValueError(f'HR size {w}x{h} must be a multiple of the scale {scale} (mod-crop first).')
-    if tile <= 0 or (h <= tile and w <= tile):
-        return net_g(hr)
-    tile = -(-tile // scale) * scale
-    tile_pad = -(-tile_pad // scale) * scale
-    out = None
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            py0, px0 = max(y0 - tile_pad, 0), max(x0 - tile_pad, 0)
-            py1, px1 = min(y1 + tile_pad, h), min(x1 + tile_pad, w)
-            patch = net_g(hr[..., py0:py1, px0:px1])
-            if out is None:
-                out = patch.new_zeros(1, patch.size(1), h // scale, w // scale)
-            oy, ox = (y0 - py0) // scale, (x0 - px0) // scale
-            out[..., y0 // scale:y1 // scale, x0 // scale:x1 // scale] = \
-                patch[..., oy:oy + (y1 - y0) // scale, ox:ox + (x1 - x0) // scale]
-    return out
+    with torch.no_grad():
+        return tile_forward(net_g, hr, tile=max(tile, 0), tile_pad=tile_pad, scale=1. / scale, size_multiple=scale)
 
 
 def discriminator_canvas(net_d, height, width):
@@ -260,41 +150,18 @@ def save_png(tensor, path, bit_depth=8):
 def read_hr(path, num_in_ch):
     """An HR file as float32 ``(H, W, num_in_ch)`` in [0, 1] at its full precision, and its bit depth (8 or 16).
 
-    A grey file feeds a 1-channel DSN as is and a 3-channel DSN replicated; a colour file cannot feed a 1-channel DSN
-    (ValueError naming the file). An alpha channel is dropped with a warning. Float files count as 16 bit.
+    Read by :func:`srplugins.data.image_io.read_image`. A grey file feeds a 1-channel DSN as is and a 3-channel DSN
+    replicated; a colour file cannot feed a 1-channel DSN (ValueError naming the file). An alpha channel is dropped
+    with a warning. Float files count as 16 bit.
     """
-    import cv2
-    raw = np.fromfile(str(path), dtype=np.uint8)
-    arr = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if arr is None:  # formats OpenCV cannot decode: the DASR reader (PIL fallback), 8 bit RGB
-        from srplugins.data.dasr_dataset import read_image_rgb
-        arr, depth = read_image_rgb(path), 8
-        if num_in_ch == 1:
-            raise ValueError(f'{path}: a 1-channel DSN needs a grey image; OpenCV cannot decode this file.')
-        return arr, depth
-    depth = 8 if arr.dtype == np.uint8 else 16
-    if arr.ndim == 3 and arr.shape[2] in (2, 4):
-        warnings.warn(f'{path}: image has an alpha channel; it is dropped.')
-        arr = arr[..., :arr.shape[2] - 1]
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.shape[2] == 3:
-        arr = arr[..., ::-1]
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.
-    elif arr.dtype == np.uint16:
-        arr = arr.astype(np.float32) / 65535.
-    else:
-        arr = arr.astype(np.float32)
-        if not np.isfinite(arr).all():
-            raise ValueError(f'{path}: the image holds non-finite (NaN / inf) pixels.')
-        arr = np.clip(arr, 0, 1)
-    channels = arr.shape[2]
-    if channels == num_in_ch:
-        return np.ascontiguousarray(arr), depth
-    if channels == 1 and num_in_ch == 3:
-        return np.ascontiguousarray(np.repeat(arr, 3, axis=2)), depth
-    raise ValueError(f'{path} has {channels} channels, the DSN expects {num_in_ch} (num_in_ch of network_g).')
+    from srplugins.data.image_io import read_image
+    if num_in_ch not in (1, 3):
+        raise ValueError(f'the DSN expects {num_in_ch} input channels (num_in_ch of network_g); images have 1 or 3.')
+    img, info = read_image(path, 'gray' if num_in_ch == 1 else 'rgb', option='--hr', with_info=True)
+    if info['channels'] != 1 and num_in_ch == 1:
+        raise ValueError(f'{path} has {info["channels"]} channels, the DSN expects {num_in_ch} (num_in_ch of '
+                         'network_g).')
+    return img, info['bit_depth']
 
 
 def collapse_reason(lr):
@@ -341,9 +208,12 @@ def generate(checkpoint,
     from srplugins.data.dasr_dataset import index_by_stem, list_images, pair_by_stem
     net_g, net_d, info = load_dsn(checkpoint, overrides, device)
     scale = info['network_g'].get('scale', 4)
-    if scale == 1:
-        raise ValueError('This DSN generator has scale 1 (DSGAN variant, bicubic LR input); generation supports the '
-                         'DeResnet variant (scale 2 or 4) that maps HR images directly.')
+    if scale == 1 and info.get('scale') != 1:
+        trained = (f'was trained at scale {info["scale"]:g}'
+                   if info.get('scale') is not None else 'records no training scale (official DSGAN variant)')
+        raise ValueError(f'--checkpoint {checkpoint}: this DSN generator has scale 1 and {trained}, so it maps '
+                         'bicubic-downscaled LR images, not HR images; generation supports generators that map HR '
+                         'images: scale 2 or 4 (DeResnet), or scale 1 trained with scale: 1 (LR = HR size).')
     if field is not None and net_d.d_arch != 'fsd':
         raise ValueError(f'--field applies to the fsd discriminator only, this checkpoint has {net_d.d_arch}.')
     hr_table = index_by_stem(list_images(hr_dir, '--hr'), '--hr')

@@ -40,7 +40,7 @@ METRICS = ('psnr', 'ssim', 'lpips')
 
 
 def _read(path):
-    from srplugins.utils.inference import read_image
+    from srplugins.inference import read_image
     img = read_image(path)
     if img is None:
         raise ValueError(f'Cannot decode image {path!r}.')

@@ -6,7 +6,8 @@
   ``basicsr.test.test_pipeline``. Both parse options with :func:`parse_options` (basicsr's, plus
   ``--strict_options``, ``--force_yml key=~`` and :func:`srplugins.utils.options_check.check_options`); a test option
   whose set folders are missing evaluates the sets that are present (:func:`skip_missing_test_sets`).
-* Exit status: 2 and ``error: ...`` for an option error; 3 when the training-health guard stopped training
+* Exit status: 2 and ``error: ...`` for an option error or an unreadable checkpoint file (truncated, not a
+  checkpoint, or refused by ``torch.load(weights_only=True)``); 3 when the training-health guard stopped training
   (``srplugins.utils.health.TrainingHealthError``, message on stderr, no traceback); 4 when a distributed collective
   timed out (a frozen or dead rank), naming ``dist_params.timeout``.
 * argv: ``--local-rank`` (torch >= 2.0 ``torch.distributed.launch``) normalised to basicsr's ``--local_rank``;
@@ -312,20 +313,23 @@ def _exit_with_message(status, message):
 def run_train(argv=None, root_path=None):
     """Train with srplugins' loop over basicsr's pieces (:mod:`srplugins.utils.trainer`); see the module docstring.
 
-    Exit status 2 with ``error: ...`` on stderr for an option error (:class:`OptionError`), 3 when the training-health
-    guard stopped training (non-finite loss), 4 when a distributed collective timed out.
+    Exit status 2 with ``error: ...`` on stderr for an option error (:class:`OptionError`) or an unreadable checkpoint
+    (:class:`srplugins.checkpoints.CheckpointReadError`), 3 when the training-health guard stopped training (non-finite
+    loss), 4 when a distributed collective timed out.
     """
     compat.apply_policies()
     import srplugins  # noqa: F401
     from srplugins.utils import trainer
     from srplugins.utils.options_check import OptionError
 
+    from srplugins.checkpoints.io import CheckpointReadError
+
     health_error = _training_health_error() or ()
     try:
         _prepare(argv)
         root_path = osp.abspath(root_path or os.getcwd())
         opt = trainer.train_pipeline(root_path, parse_options)
-    except OptionError as error:
+    except (OptionError, CheckpointReadError) as error:
         _exit_with_message(2, f'error: {error}')
     except health_error as error:
         _exit_with_message(3, f'Training stopped: {error}')
@@ -360,6 +364,7 @@ def run_test(argv=None, root_path=None):
     compat.apply_policies()
     import basicsr.test
 
+    from srplugins.checkpoints.io import CheckpointReadError
     from srplugins.utils.options_check import OptionError
 
     try:
@@ -367,7 +372,7 @@ def run_test(argv=None, root_path=None):
         root_path = osp.abspath(root_path or os.getcwd())
         with _UseParser(basicsr.test):
             basicsr.test.test_pipeline(root_path)
-    except OptionError as error:
+    except (OptionError, CheckpointReadError) as error:
         _exit_with_message(2, f'error: {error}')
     opt = _STATE['opt']
     if opt is not None and opt.get('rank', 0) == 0 and opt.get('val') and opt['val'].get('bicubic_baseline', False):
