@@ -51,9 +51,11 @@ setup(
         'wavelets': ['pytorch_wavelets>=1.3.0', 'PyWavelets'],
         'face': ['facexlib>=0.3.0'],
         'safetensors': ['safetensors'],
+        # spandrel loads ~40 architectures srplugins has no family for (SwinIR, HAT, DAT, ...); Python >= 3.10
+        'spandrel': ['spandrel>=0.4.2; python_version >= "3.10"'],
         'test': [
             'pytest>=7', 'scikit-image', 'flake8', 'isort==9.0.2', 'yapf==0.43.0', 'pytorch_wavelets>=1.3.0',
-            'facexlib>=0.3.0'
+            'facexlib>=0.3.0', 'spandrel>=0.4.2; python_version >= "3.10"'
         ],
     },
     entry_points={

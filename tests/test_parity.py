@@ -190,6 +190,7 @@ def test_random_backbones_are_found_by_torchvision_and_srplugins(parity, tmp_pat
     from srplugins.utils.pretrained import resolve_pretrained
     monkeypatch.setenv('SRPLUGINS_PRETRAINED_DIR', '')
     monkeypatch.setenv('TORCH_HOME', '')
+    monkeypatch.setattr(torch.hub, '_hub_dir', None)  # an earlier torch.hub.set_dir would hide TORCH_HOME
     paths = parity.write_random_backbones(str(tmp_path), seed=3, archs=('alexnet', ))
     assert resolve_pretrained('alexnet-owt-7be5be79.pth') == paths['alexnet']
     assert 'vgg19' not in paths

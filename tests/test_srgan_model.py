@@ -63,7 +63,9 @@ def test_srresnet_pretraining_loss_decreases(demo_data, tmp_path):
     opt['train']['optim_g']['lr'] = 1e-3
     torch.manual_seed(0)
     model = build_model(opt)
-    assert type(model).__name__ == 'SRModel'
+    assert type(model).__name__ == 'SRPlusModel'  # basicsr's SRModel plus srplugins' training options
+    from basicsr.models.sr_model import SRModel
+    assert isinstance(model, SRModel)
     data = demo_batch(demo_data)
     losses = []
     for it in range(1, 26):
@@ -86,7 +88,9 @@ def test_srresnet_weights_load_into_srgan_recipe(tmp_path, vgg19_weights):
     opt = in_process_opt('options/train/SRGAN/train_SRGAN_x4_VGG54.yml', tmp_path)
     opt['path']['pretrain_network_g'] = str(path)
     model = build_model(opt)
-    assert type(model).__name__ == 'SRGANModel'
+    assert type(model).__name__ == 'SRGANPlusModel'
+    from basicsr.models.srgan_model import SRGANModel
+    assert isinstance(model, SRGANModel)
     loaded = model.net_g.state_dict()
     assert loaded.keys() == srresnet.state_dict().keys()
     assert all(torch.equal(loaded[k], v) for k, v in srresnet.state_dict().items())
