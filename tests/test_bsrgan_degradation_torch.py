@@ -87,6 +87,7 @@ def test_convolve_equals_scipy_mirror_convolution(shape):
         np.testing.assert_allclose(out, ref, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_plans_without_noise_and_jpeg_equal_the_cpu_path():
     """Same plan, deterministic steps only: the torch execution equals the numpy/OpenCV one."""
     img = _photo()

@@ -194,6 +194,7 @@ def test_one_bsrgan_step_on_device_degraded_batches_has_finite_losses(tmp_path):
     assert all(math.isfinite(v) for v in log.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('recipe', ['demo_BSRNet_x4.yml', 'demo_BSRGAN_x4.yml'])
 def test_recipe_with_degrade_on_model_trains_and_loss_is_finite(recipe, demo_data, vgg19_weights, run_train, tmp_path):
     opt = tiny_demo_option(recipe, demo_data, 'ondevice_' + recipe[:-4], degrade_on='model')
@@ -204,6 +205,7 @@ def test_recipe_with_degrade_on_model_trains_and_loss_is_finite(recipe, demo_dat
     assert (tmp_path / 'experiments' / opt['name'] / 'models' / 'net_g_3.pth').is_file()
 
 
+@pytest.mark.slow
 def test_wrong_model_for_degrade_on_model_fails_before_training(demo_data, run_train, tmp_path):
     opt = copy.deepcopy(load_option(osp.join('options', 'demo', 'demo_BSRNet_x4.yml')))
     opt['model_type'] = 'SRModel'

@@ -67,6 +67,7 @@ def tiny_demo_option(recipe, demo_data, name, **train_set):
     return opt
 
 
+@pytest.mark.slow
 def test_gan_recipe_runs_three_cpu_iterations(demo_data, vgg19_weights, run_train, tmp_path):
     opt = tiny_demo_option('demo_BSRGAN_x4.yml', demo_data, 'bsrgan_recipe_test')
     result = run_train(opt, tmp_path)

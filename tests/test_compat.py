@@ -33,6 +33,7 @@ def _last_json(proc):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_torchvision_functional_tensor_alias():
     """Without the alias ``import basicsr`` fails on torchvision >= 0.17; with it basicsr imports and works."""
     result = _last_json(
@@ -121,6 +122,7 @@ def test_normalize_local_rank_argv(argv, expected):
     assert compat.normalize_local_rank_argv(argv) == expected
 
 
+@pytest.mark.slow
 def test_basicsr_parser_rejects_hyphen_and_accepts_normalised(tmp_path):
     """basicsr's own parse_options exits on ``--local-rank=0`` and accepts the normalised form."""
     opt = tmp_path / 'x.yml'
@@ -416,7 +418,6 @@ def test_load_network_reads_pretrain_files_with_weights_only(tmp_path):
     or random file is an error naming the file and its option, a pickled object other than tensors / containers is
     refused."""
     import argparse
-
     from basicsr.models import build_model
 
     from srplugins.checkpoints import CheckpointReadError

@@ -4,6 +4,7 @@ import glob
 import numpy as np
 import os
 import os.path as osp
+import pytest
 import torch
 
 import srplugins  # noqa: F401
@@ -76,6 +77,7 @@ def _demo_option(name, data, tmp_path, replace):
     return opt
 
 
+@pytest.mark.slow
 def test_gray16_dsn_and_sr_demo_options_train(tmp_path, alexnet_weights, run_train):
     data = _gray16_data(tmp_path / 'demo_gray16')
     replace = {

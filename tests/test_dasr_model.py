@@ -270,6 +270,7 @@ def _load_generate():
     return load_script('dasr_generate_data')
 
 
+@pytest.mark.slow
 def test_pipeline_dsn_generate_sr(tmp_path, alexnet_weights, run_train):
     """DSN (official default losses, basicsr data loader and validation loop) -> generation script -> SR stage
     through srplugins/train.py with validation."""

@@ -72,6 +72,7 @@ def _worker(rank, data, tmp, world_size):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_distributed_validation_equals_rank0(tmp_path):
     if torch.cuda.is_available():
         pytest.skip('CPU distributed test')

@@ -156,6 +156,7 @@ def _random_crop_option(data, name, total_iter):
     return opt
 
 
+@pytest.mark.slow
 def test_killed_save_resumes_exactly_from_the_previous_state(tmp_path, run_train):
     """9 iterations; the save of 9 killed (state 0 bytes, networks gone); --auto_resume from 6 gives the same files.
 
@@ -231,6 +232,7 @@ def test_missing_option_file_is_a_clear_error(tmp_path, run_train):
     assert 'nope.yml' in proc.stdout and 'option file not found' in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('launcher', ['launch', 'torchrun'])
 def test_two_process_cpu_ddp(tmp_path, run_train, launcher):
     """2 processes on CPU (gloo) through the real launchers: trains, validates, rank 0 writes checkpoints."""
@@ -315,6 +317,7 @@ def _tiny_test_option(data, checkpoint, bicubic_baseline=True):
     }
 
 
+@pytest.mark.slow
 def test_test_entry_point(tmp_path, run_train):
     """``python srplugins/test.py -opt X``: loads the checkpoint, validates, writes images and logs the baseline."""
     from basicsr.archs.srresnet_arch import MSRResNet
@@ -379,6 +382,7 @@ def test_num_threads_option():
         torch.set_num_threads(old)
 
 
+@pytest.mark.slow
 def test_test_options_skip_missing_sets_and_force_yml_removes_keys(tmp_path, run_train):
     """A test option listing a set that is not on disk evaluates the others; ``--force_yml key=~`` removes a key."""
     from basicsr.archs.srresnet_arch import MSRResNet
@@ -397,6 +401,7 @@ def test_test_options_skip_missing_sets_and_force_yml_removes_keys(tmp_path, run
     assert 'Set14' not in proc.stdout and 'Validation tiny_test_set' in proc.stdout
 
 
+@pytest.mark.slow
 def test_option_problems_are_reported_before_training(tmp_path, run_train):
     """A misspelled key is a warning with the closest key; a batch larger than the data is an error, exit 2."""
     data = _tiny_paired_data(str(tmp_path / 'data'), num=2)
@@ -471,6 +476,7 @@ run_train(sys.argv[1:])
 '''
 
 
+@pytest.mark.slow
 def test_frozen_ddp_rank_ends_the_run_after_dist_params_timeout(tmp_path, run_train):
     if torch.cuda.is_available():
         pytest.skip('CPU distributed test')
@@ -489,6 +495,7 @@ def test_frozen_ddp_rank_ends_the_run_after_dist_params_timeout(tmp_path, run_tr
     assert 'The wait is bounded by the option dist_params.timeout (now 5 s)' in proc.stdout, proc.stdout[-4000:]
 
 
+@pytest.mark.slow
 def test_two_nodes_one_process_each_through_torchrun(tmp_path):
     """``torchrun --nnodes 2 --node_rank i`` with a static rendezvous on 127.0.0.1: two 'nodes' train 2 iterations."""
     if torch.cuda.is_available():

@@ -28,6 +28,7 @@ def _unknown_warnings(opt, **kwargs):
     return [str(w.message) for w in caught if 'unknown option key' in str(w.message)]
 
 
+@pytest.mark.slow
 def test_every_shipped_demo_option_is_clean():
     import glob
     import os.path as osp

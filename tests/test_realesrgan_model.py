@@ -452,6 +452,7 @@ def _demo_option(name, demo_data):
     return opt
 
 
+@pytest.mark.slow
 def test_demo_two_stages_through_train_py(tmp_path, demo_data, run_train):
     """Stage 1 then stage 2 of the CPU demo through srplugins/train.py; stage 2 starts from stage 1's params_ema."""
     stage1 = run_train(_demo_option('demo_RealESRNet_x4.yml', demo_data), tmp_path)

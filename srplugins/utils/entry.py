@@ -319,10 +319,9 @@ def run_train(argv=None, root_path=None):
     """
     compat.apply_policies()
     import srplugins  # noqa: F401
+    from srplugins.checkpoints.io import CheckpointReadError
     from srplugins.utils import trainer
     from srplugins.utils.options_check import OptionError
-
-    from srplugins.checkpoints.io import CheckpointReadError
 
     health_error = _training_health_error() or ()
     try:
