@@ -116,3 +116,24 @@ def test_dasr_demo_data_step_writes_under_the_current_folder(tmp_path):
     lr = cv2.imread(str(dasr / 'source_lr' / 'rocket.png'))
     hr = cv2.imread(str(tmp_path / 'datasets' / 'demo' / 'train' / 'HR' / 'rocket.png'))
     assert lr.shape == (hr.shape[0] // 4, hr.shape[1] // 4, 3)
+
+
+def test_dasr_demo_gray16_data_step_writes_16bit_single_channel_domains(tmp_path):
+    """``dasr_demo.py --gray16`` builds the domains the gray16 recipes read, as 16-bit single-channel PNGs."""
+    result = _run([osp.join(REPO_ROOT, 'scripts', 'dasr_demo.py'), '--only', 'data', '--gray16'], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    dasr = tmp_path / 'datasets' / 'demo_gray16' / 'dasr'
+    assert not (tmp_path / 'datasets' / 'demo').exists()
+    for sub in ('source_lr', 'target_hr', 'val_lr'):
+        files = sorted((dasr / sub).iterdir())
+        assert len(files) == 2, sub
+        for f in files:
+            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+            assert img.dtype == 'uint16' and img.ndim == 2, (f, img.dtype, img.shape)
+    lr = cv2.imread(str(dasr / 'source_lr' / 'rocket.png'), cv2.IMREAD_UNCHANGED)
+    clean = cv2.imread(
+        str(tmp_path / 'datasets' / 'demo_gray16' / 'train' / 'LR_bicubic' / 'X4' / 'rocket.png'), cv2.IMREAD_UNCHANGED)
+    assert lr.shape == clean.shape
+    diff = lr.astype(float) - clean.astype(float)
+    assert 0 < abs(diff).mean() / 65535 < 0.1  # degraded, not replaced
+    assert len(set(lr.ravel().tolist()) - set((lr // 257 * 257).ravel().tolist())) > 0  # values beyond 8 bits
