@@ -1025,7 +1025,7 @@ def run_bsrgan(ref, iters, seed, data, workdir, curves, batch=2, lq_patch=16):
     """
     import torch
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    from srplugins.utils.bsrgan_keys import _RENAMES as RRDB_RENAMES
+    from srplugins.checkpoints.bsrgan_keys import _RENAMES as RRDB_RENAMES
     json_file = osp.join(ref, 'options', 'train_bsrgan_x4_gan.json')
     notes = [
         f'official: {osp.join(ref, "models", "model_gan.py")} ModelGAN(opt) + init_train(); opt = '
@@ -1039,7 +1039,7 @@ def run_bsrgan(ref, iters, seed, data, workdir, curves, batch=2, lq_patch=16):
         'out_d_fake; l_d_real / l_d_fake (not logged by KAIR) are read from its D_lossfn calls',
         'both sides: VGG19 from the same random file (KAIR: torchvision vgg19(pretrained=True) from the torch.hub '
         'cache; ours: basicsr VGGFeatureExtractor through srplugins\' offline lookup)',
-        'keys: KAIR RRDBNet -> basicsr RRDBNet by srplugins.utils.bsrgan_keys; Discriminator_UNet keys are '
+        'keys: KAIR RRDBNet -> basicsr RRDBNet by srplugins.checkpoints.bsrgan_keys; Discriminator_UNet keys are '
         'UNetSNDiscriminator\'s; DataParallel\'s module. prefix (KAIR model_to_device) stripped',
     ]
     _purge_modules('models', 'utils', 'data')
