@@ -662,6 +662,12 @@ def run_dsn(ref, iters, seed, data, workdir, curves):
 
 def _dsn_val_psnr(net_g, val_hr, val_lr):
     """Mean PSNR-Y of ``G(HR)`` against the paired degraded LR (official DSN validation), centre crops of 128 / 32."""
+    return _centre_crop_psnr(net_g, val_hr, val_lr, down=True)
+
+
+def _centre_crop_psnr(net_g, val_hr, val_lr, down):
+    """Mean PSNR-Y of ``net_g`` on centre crops (LR 32 x 32, HR 128 x 128) of the validation pairs: ``G(HR)`` against
+    the LR with border 0 when ``down`` (DSN), else ``G(LR)`` against the HR with border 4 (SR)."""
     import torch
     values = []
     net_g.eval()
@@ -670,9 +676,12 @@ def _dsn_val_psnr(net_g, val_hr, val_lr):
             h, w = lr.shape[:2]
             size = min(32, h, w)
             top, left = (h - size) // 2, (w - size) // 2
-            lr_c = lr[top:top + size, left:left + size]
-            hr_c = hr[top * 4:(top + size) * 4, left * 4:(left + size) * 4]
-            values.append(_framework().psnr_y(net_g(_t(hr_c)[None].double()), _t(lr_c)[None].double(), 0))
+            lr_c = _t(lr[top:top + size, left:left + size])[None].double()
+            hr_c = _t(hr[top * 4:(top + size) * 4, left * 4:(left + size) * 4])[None].double()
+            if down:
+                values.append(_framework().psnr_y(net_g(hr_c), lr_c, 0))
+            else:
+                values.append(_framework().psnr_y(net_g(lr_c), hr_c, 4))
     net_g.train()
     return float(np.mean(values))
 
@@ -801,19 +810,7 @@ def run_sr(ref, iters, seed, data, workdir, curves):
 
 def _sr_val_psnr(net_g, val_hr, val_lr):
     """Mean PSNR-Y (border 4) of ``G(LR)`` against HR on centre crops (LR 32 x 32) of the validation pairs."""
-    import torch
-    values = []
-    net_g.eval()
-    with torch.no_grad():
-        for hr, lr in zip(val_hr, val_lr):
-            h, w = lr.shape[:2]
-            size = min(32, h, w)
-            top, left = (h - size) // 2, (w - size) // 2
-            lr_c = lr[top:top + size, left:left + size]
-            hr_c = hr[top * 4:(top + size) * 4, left * 4:(left + size) * 4]
-            values.append(_framework().psnr_y(net_g(_t(lr_c)[None].double()), _t(hr_c)[None].double(), 4))
-    net_g.train()
-    return float(np.mean(values))
+    return _centre_crop_psnr(net_g, val_hr, val_lr, down=False)
 
 
 METHODS = {'dasr_dsn': run_dsn, 'dasr_sr': run_sr}
