@@ -233,7 +233,8 @@ def plot(name, result, path):
         ax.set_ylim(low - 2, max(psnr['ours'], psnr['official']) + 1)
         ax.set_title('validation PSNR-Y (dB) after training')
     ok, line = verdict(name, result)
-    fig.suptitle(line, fontsize=8)
+    import textwrap
+    fig.suptitle(textwrap.fill(line, 110), fontsize=8)  # the verdict line is wider than a two-panel figure
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
