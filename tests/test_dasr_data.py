@@ -12,7 +12,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image
 
 import srplugins  # noqa: F401
-from srplugins.data.dasr_dataset import DASRPairedDataset, DASRUnpairedDataset, read_image_rgb
+from srplugins.data.dasr_dataset import DASRPairedDataset, DASRUnpairedDataset
+from srplugins.data.image_io import read_image
 
 
 def _save(arr, path, mode=None):
@@ -34,16 +35,16 @@ def test_registered():
 def test_read_image_modes(tmp_path):
     rng = np.random.default_rng(0)
     gray = _rand_img(rng, 5, 6, 1)
-    out = read_image_rgb(_save(gray, tmp_path / 'g.png'))
+    out = read_image(_save(gray, tmp_path / 'g.png'))
     assert out.shape == (5, 6, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out[..., 1], gray / 255.0)
     rgba = _rand_img(rng, 5, 6, 4)
     with pytest.warns(UserWarning, match='alpha'):
-        out = read_image_rgb(_save(rgba, tmp_path / 'a.png'))
+        out = read_image(_save(rgba, tmp_path / 'a.png'))
     np.testing.assert_allclose(out, rgba[..., :3] / 255.0)
     deep = (rng.integers(0, 65536, size=(4, 4))).astype(np.uint16)
     Image.fromarray(deep).save(tmp_path / 'd.png')
-    out = read_image_rgb(tmp_path / 'd.png')
+    out = read_image(tmp_path / 'd.png')
     np.testing.assert_allclose(out[..., 0], deep / 65535.0, atol=1e-6)
 
 
@@ -90,10 +91,10 @@ def _make_paired(tmp_path, stems=('x', 'y'), ddm_half=False):
     for stem in stems:
         hr = rng.integers(0, 256, size=(34, 42, 3)).astype(np.uint8)  # not a multiple of 4: mod-cropped to 32x40
         _save(hr, tmp_path / 'hr' / f'{stem}.jpg' if stem == 'y' else tmp_path / 'hr' / f'{stem}.png')
-        hr = read_image_rgb(tmp_path / 'hr' / (f'{stem}.jpg' if stem == 'y' else f'{stem}.png'))
+        hr = read_image(tmp_path / 'hr' / (f'{stem}.jpg' if stem == 'y' else f'{stem}.png'))
         lq = hr[:32, :40].reshape(8, 4, 10, 4, 3).mean(axis=(1, 3))  # block mean: exact 4x relation
         _save(np.round(lq * 255).astype(np.uint8), tmp_path / 'lq' / f'{stem}.png')
-        lq = read_image_rgb(tmp_path / 'lq' / f'{stem}.png')
+        lq = read_image(tmp_path / 'lq' / f'{stem}.png')
         ddm = lq[..., 0][None, None].astype(np.float64)
         if ddm_half:
             ddm = ddm[..., ::2, ::2]
@@ -165,15 +166,15 @@ def test_read_image_scales_16_bit_by_type(tmp_path):
     Image.fromarray(dark).save(tmp_path / 'dark.png')
     cv2.imwrite(str(tmp_path / 'dark.pgm'), dark)  # PIL opens 16-bit PGM as 32-bit 'I'
     for name in ('dark.png', 'dark.pgm'):
-        out = read_image_rgb(tmp_path / name)
+        out = read_image(tmp_path / name)
         assert out.shape == (4, 5, 3) and out.dtype == np.float32
         np.testing.assert_allclose(out, np.repeat(dark[..., None], 3, axis=2) / 65535.0, atol=1e-7, err_msg=name)
     deep_rgb = rng.integers(0, 65536, size=(4, 5, 3)).astype(np.uint16)
     cv2.imwrite(str(tmp_path / 'rgb16.png'), deep_rgb[..., ::-1])  # full 16-bit precision is kept
-    np.testing.assert_allclose(read_image_rgb(tmp_path / 'rgb16.png'), deep_rgb / 65535.0, atol=1e-7)
+    np.testing.assert_allclose(read_image(tmp_path / 'rgb16.png'), deep_rgb / 65535.0, atol=1e-7)
     gray_alpha = rng.integers(0, 256, size=(3, 4, 2), dtype=np.uint8)
     with pytest.warns(UserWarning, match='alpha'):
-        out = read_image_rgb(_save(gray_alpha, tmp_path / 'la.png', 'LA'))
+        out = read_image(_save(gray_alpha, tmp_path / 'la.png', 'LA'))
     np.testing.assert_allclose(out, np.repeat(gray_alpha[..., :1], 3, axis=2) / 255.0)
 
 

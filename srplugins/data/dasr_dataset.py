@@ -31,16 +31,6 @@ from srplugins.data.image_io import IMAGE_EXTENSIONS as IMG_EXTENSIONS
 from srplugins.data.image_io import color_option, read_image
 
 
-def read_image_rgb(path, color='rgb', option=None):
-    """Reads an image as float32 ``(H, W, 3)`` RGB (``color='gray'``: ``(H, W, 1)``) in [0, 1].
-
-    See :func:`srplugins.data.image_io.read_image`: OpenCV decode at the file's depth (PIL as fallback), samples
-    scaled by their type (8-bit / 255, 16-bit / 65535: a dark 16-bit image stays dark), floats clipped to [0, 1],
-    non-finite pixels, truncated and empty files rejected naming the file; an alpha channel is dropped with a warning.
-    """
-    return read_image(path, color, option)
-
-
 def list_images(folder, option):
     """Sorted image paths of ``folder``; ``option`` names the option for error messages."""
     if not folder or not osp.isdir(folder):
@@ -212,9 +202,9 @@ class DASRUnpairedDataset(data.Dataset):
         lq_path = self.lq_paths[index]
         gt_path = self.gt_paths[random.randint(0, len(self.gt_paths) - 1)]
         lq_real = self._crop(
-            self._augment(read_image_rgb(lq_path, self.color, 'dataroot_lq')), self.lq_size, lq_path, 'dataroot_lq')
+            self._augment(read_image(lq_path, self.color, 'dataroot_lq')), self.lq_size, lq_path, 'dataroot_lq')
         img_gt = self._crop(
-            self._augment(read_image_rgb(gt_path, self.color, 'dataroot_gt')), self.gt_size, gt_path, 'dataroot_gt')
+            self._augment(read_image(gt_path, self.color, 'dataroot_gt')), self.gt_size, gt_path, 'dataroot_gt')
         lq_bicubic = np.clip(imresize(img_gt, 1 / self.scale), 0, 1) if self.scale > 1 else img_gt
         return {
             'gt': to_tensor(img_gt),
@@ -307,8 +297,8 @@ class DASRPairedDataset(data.Dataset):
     def __getitem__(self, index):
         scale, lq_size, gt_size = self.scale, self.lq_size, self.gt_size
         lq_path, gt_path = self.lq_paths[index], self.gt_paths[index]
-        img_lq = read_image_rgb(lq_path, self.color, 'dataroot_lq')
-        img_gt = read_image_rgb(gt_path, self.color, 'dataroot_gt')
+        img_lq = read_image(lq_path, self.color, 'dataroot_lq')
+        img_gt = read_image(gt_path, self.color, 'dataroot_gt')
         h, w = img_lq.shape[:2]
         hr_h, hr_w = img_gt.shape[0] - img_gt.shape[0] % scale, img_gt.shape[1] - img_gt.shape[1] % scale
         if (hr_h, hr_w) != (h * scale, w * scale):
@@ -328,11 +318,10 @@ class DASRPairedDataset(data.Dataset):
 
         lq_real_path = self.lq_real_paths[random.randint(0, len(self.lq_real_paths) - 1)]
         img_lq_real = self._checked_crop(
-            read_image_rgb(lq_real_path, self.color, 'dataroot_lq_real'), lq_size, lq_real_path, 'dataroot_lq_real')[0]
+            read_image(lq_real_path, self.color, 'dataroot_lq_real'), lq_size, lq_real_path, 'dataroot_lq_real')[0]
         unpair_path = self.gt_unpair_paths[random.randint(0, len(self.gt_unpair_paths) - 1)]
         img_gt_unpair = self._checked_crop(
-            read_image_rgb(unpair_path, self.color, 'dataroot_gt_unpair'), gt_size, unpair_path,
-            'dataroot_gt_unpair')[0]
+            read_image(unpair_path, self.color, 'dataroot_gt_unpair'), gt_size, unpair_path, 'dataroot_gt_unpair')[0]
 
         img_lq, img_gt, ddm, img_lq_real, img_gt_unpair = random_augment(
             [img_lq, img_gt, ddm, img_lq_real, img_gt_unpair], self.use_hflip, self.use_rot)
