@@ -62,6 +62,34 @@ PARAM_ATOL = 1e-5
 # METHOD name -> run function; this file's methods register with @method, parity_dasr's are merged by all_methods()
 METHODS = OrderedDict()
 
+# METHOD -> {variant: what it changes}. A variant runs one documented difference between srplugins and the official
+# training instead of the parity default (the official behaviour), to measure its effect (``--variant``; FAIL is the
+# expected verdict: the figures are the effect). The run function receives ``variant=NAME``.
+VARIANTS = {
+    'a2n': {
+        'recipe_loss_scale':
+        "srplugins with the shipped recipe's L1 on [0, 1] (weight 1) instead of weight 255 "
+        '(the official 0..255 scale)',
+    },
+    'dasr_dsn': {
+        'pre_step_copy':
+        "official G_d adversarial term from a copy of D taken before D's step (the loop's evident "
+        'intent) instead of recomputing it with the updated D (srplugins)',
+        'torch_1_1':
+        'the official line as torch 1.1 ran it (pre-step activations, post-step weights) instead of '
+        'recomputing fake_tex with the updated D (srplugins)',
+    },
+}
+
+# progress of the running method (a tqdm bar on stderr, set by main(); None when the functions are called directly)
+_PROGRESS = {'bar': None}
+
+
+def progress_step():
+    """Advance the progress bar by one training iteration (both sides); a no-op without a bar."""
+    if _PROGRESS['bar'] is not None:
+        _PROGRESS['bar'].update(1)
+
 
 def method(name):
     """Register ``fn`` as the parity run of ``name`` (see the module docstring for the contract)."""
@@ -634,6 +662,7 @@ def add_curves(result, rec):
 def finish_iteration(result, rec, curves, keep_every=None):
     """Store ``rec`` in ``result['iters']`` (and its losses in the curves)."""
     result['iters'].append(rec)
+    progress_step()
     if curves:
         add_curves(result, rec)
 
@@ -678,7 +707,7 @@ A2N_RECIPE = 'options/train/A2N/train_A2N_x2.yml'
 
 
 @method('a2n')
-def run_a2n(ref, iters, seed, data, workdir, curves, official_loss_scale=True, batch=2, lq_patch=24):
+def run_a2n(ref, iters, seed, data, workdir, curves, official_loss_scale=True, batch=2, lq_patch=24, variant=None):
     """A2N x2: official ``code/trainer.py`` ``Trainer.train()`` (EDSR framework) vs srplugins' recipe (SRModel + A2N).
 
     The official epoch loop runs unchanged over a loader of ``iters`` batches; between two batches (i.e. after the
@@ -692,9 +721,14 @@ def run_a2n(ref, iters, seed, data, workdir, curves, official_loss_scale=True, b
     Ours: ``options/train/A2N/train_A2N_x2.yml`` (batch and HR patch shrunk), data in [0, 1]. With
     ``official_loss_scale`` the recipe's ``pixel_opt.loss_weight`` becomes 255, which makes our loss (and gradients)
     the official ones on the 0..255 scale; with the recipe's weight 1 the two differ only by that constant factor,
-    which Adam cancels up to its ``eps``.
+    which Adam cancels up to its ``eps``. ``variant='recipe_loss_scale'`` (``--variant``) is ``official_loss_scale``
+    False: the recipe as shipped, to measure that difference.
     """
     import torch
+    if variant not in (None, 'recipe_loss_scale'):
+        raise ValueError(f'a2n: unknown variant {variant!r}; expected one of {sorted(VARIANTS["a2n"])}')
+    if variant == 'recipe_loss_scale':
+        official_loss_scale = False
     torch.set_num_threads(min(2, torch.get_num_threads()))
     code = osp.join(ref, 'code')
     add_ref_path(code)
@@ -743,6 +777,9 @@ def run_a2n(ref, iters, seed, data, workdir, curves, official_loss_scale=True, b
         if official_loss_scale:
             notes.append('ours: pixel_opt.loss_weight 255 reproduces the official L1 on the 0..255 scale (the recipe '
                          'keeps 1 on [0, 1]; Adam makes the two nearly identical: see docs/A2N.md)')
+        else:
+            notes.append('ours: the recipe as shipped (L1 on [0, 1], weight 1); our l_pix is reported x255 so the two '
+                         'curves share the official 0..255 scale; the parameters differ only through Adam eps')
         ours = build_ours(prepare_opt(recipe, workdir))
         load_converted(ours.net_g, official.model.state_dict())
         start = snapshot(ours.net_g)
@@ -764,7 +801,7 @@ def run_a2n(ref, iters, seed, data, workdir, curves, official_loss_scale=True, b
                     yield lq * 255., gt * 255., None, 0
                     ours.feed_data({'lq': lq, 'gt': gt})
                     ours.optimize_parameters(it)
-                    ours_loss = ours.log_dict['l_pix']
+                    ours_loss = ours.log_dict['l_pix'] * (1. if official_loss_scale else 255.)
                     rec = new_record()
                     rec['losses']['l_pix'] = [ours_loss, off_values[-1]]
                     rec['params']['net_g'] = max_param_diff(ours.net_g, official.model)
@@ -1245,6 +1282,12 @@ def parse_args(argv=None):
     parser.add_argument('--plot', default=None, help='draw both sides\' loss curves and validation PSNR to this PNG')
     parser.add_argument('--data', default=None, help='data folder in the demo layout (default: build the demo set)')
     parser.add_argument('--workdir', default=None, help='scratch folder (default: a temporary folder, removed)')
+    listing = '; '.join(f'{m}: ' + ', '.join(f'{k} ({v})' for k, v in vs.items()) for m, vs in VARIANTS.items())
+    parser.add_argument(
+        '--variant',
+        default=None,
+        help='run one documented difference instead of the official behaviour, to measure its effect (the verdict is '
+        'then expected to FAIL; the figures are the effect). ' + listing)
     return parser.parse_args(argv)
 
 
@@ -1264,15 +1307,29 @@ def main(argv=None):
     if args.ref is None and args.method != 'srgan':
         print(f'--ref PATH (root of the official checkout) is required for {args.method}', file=sys.stderr)
         return 2
+    if args.variant is not None and args.variant not in VARIANTS.get(args.method, {}):
+        known = ', '.join(VARIANTS.get(args.method, {})) or 'none'
+        print(f'--variant {args.variant!r} is not a variant of {args.method}; its variants: {known}', file=sys.stderr)
+        return 2
     curves = args.plot is not None
+    kwargs = {} if args.variant is None else {'variant': args.variant}
+    from tqdm import tqdm
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix=f'parity_{args.method}_'))
         os.makedirs(workdir, exist_ok=True)
-        result = methods[args.method](args.ref, args.iters, args.seed, args.data, workdir, curves)
+        _PROGRESS['bar'] = stack.enter_context(
+            tqdm(total=args.iters, desc=f'parity {args.method}', unit='iter', file=sys.stderr, mininterval=5))
+        try:
+            result = methods[args.method](args.ref, args.iters, args.seed, args.data, workdir, curves, **kwargs)
+        finally:
+            _PROGRESS['bar'] = None
+    if args.variant is not None:
+        result.setdefault('notes', []).append(f'variant {args.variant}: {VARIANTS[args.method][args.variant]} '
+                                              '(not the parity default: the differences measure its effect)')
     ok, _ = report(args.method, result)
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump(to_jsonable(dict(result, method=args.method, passed=ok)), f, indent=1)
+            json.dump(to_jsonable(dict(result, method=args.method, passed=ok, variant=args.variant)), f, indent=1)
     if args.plot:
         plot(args.method, result, args.plot)
     return 0 if ok else 1

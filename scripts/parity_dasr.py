@@ -586,9 +586,17 @@ def _lpips_note(official_net, ours_lpips):
             f'max abs parameter difference {worst:.1e}')
 
 
-def run_dsn(ref, iters, seed, data, workdir, curves):
-    """Parity of ``DASRDownsamplerModel`` with the official DSN training iteration; see the module docstring."""
+def run_dsn(ref, iters, seed, data, workdir, curves, variant=None):
+    """Parity of ``DASRDownsamplerModel`` with the official DSN training iteration; see the module docstring.
+
+    ``variant`` (``--variant``): ``None`` runs the official side with ``blocker='recompute'`` (srplugins' choice, so
+    PASS is reachable); ``'pre_step_copy'`` or ``'torch_1_1'`` run every official iteration with that choice of
+    :func:`official_dsn_step`, to measure over a whole training what the choice changes.
+    """
     import torch
+    if variant not in (None, 'pre_step_copy', 'torch_1_1'):
+        raise ValueError(f'dasr_dsn: unknown variant {variant!r}; expected pre_step_copy or torch_1_1')
+    blocker = variant or 'recompute'
 
     notes = []
     torch.manual_seed(seed)
@@ -611,8 +619,12 @@ def run_dsn(ref, iters, seed, data, workdir, curves):
         ours.net_d.load_state_dict(official['model_d'].state_dict(), strict=True)
         notes.append(_lpips_note(off_lpips, ours.cri_perceptual.lpips))
         snaps = {'net_g': parity.snapshot(ours.net_g), 'net_d': parity.snapshot(ours.net_d)}
-        notes.append('patch 6 (modern-torch in-place blocker): official fake_tex recomputed with the updated D '
-                     'before the generator loss (srplugins behaviour); see docs/DASR.md')
+        if blocker == 'recompute':
+            notes.append('patch 6 (modern-torch in-place blocker): official fake_tex recomputed with the updated D '
+                         'before the generator loss (srplugins behaviour); see docs/DASR.md')
+        else:
+            notes.append(f'patch 6 (modern-torch in-place blocker): official side run with blocker={blocker!r} at '
+                         'every iteration (variant; srplugins recomputes fake_tex with the updated D)')
         notes.append('official D loss -log(p+1e-8) on sigmoid outputs vs srplugins BCE-with-logits: differences '
                      '~1e-8 relative, inside the tolerance')
         records = []
@@ -634,7 +646,8 @@ def run_dsn(ref, iters, seed, data, workdir, curves):
             with no_cuda():
                 if it == 1:
                     notes.append(dsn_blocker_effect(official, batch))
-                off_terms, _ = official_dsn_step(official, batch['gt'], batch['lq_bicubic'], batch['lq_real'])
+                off_terms, _ = official_dsn_step(
+                    official, batch['gt'], batch['lq_bicubic'], batch['lq_real'], blocker=blocker)
             records.append({
                 'losses': {
                     k: [ours_terms[k], off_terms[k]]
@@ -645,6 +658,7 @@ def run_dsn(ref, iters, seed, data, workdir, curves):
                     'net_d': max_abs_diff(ours.net_d.state_dict(), official['model_d'].state_dict()),
                 }
             })
+            parity.progress_step()
         notes += [parity.moved_note(f'srplugins {k}', getattr(ours, k), v) for k, v in snaps.items()]
         result = {'dtype': 'float64', 'notes': notes, 'iters': records}
         if curves:
@@ -797,6 +811,7 @@ def run_sr(ref, iters, seed, data, workdir, curves):
                     'net_d': max_abs_diff(ours.net_d.state_dict(), official.netD_target.state_dict()),
                 }
             })
+            parity.progress_step()
         notes += [parity.moved_note(f'srplugins {k}', getattr(ours, k), v) for k, v in snaps.items()]
         result = {'dtype': 'float64', 'notes': notes, 'iters': records}
         if curves:

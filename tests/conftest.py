@@ -44,6 +44,7 @@ def load_script(name):
     if name not in _SCRIPTS:
         spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, 'scripts', f'{name}.py'))
         module = importlib.util.module_from_spec(spec)
+        sys.modules.setdefault(name, module)  # `import <name>` inside another script gets this same module
         spec.loader.exec_module(module)
         _SCRIPTS[name] = module
     return _SCRIPTS[name]

@@ -250,3 +250,60 @@ def test_srgan_step_matches_the_paper_formulas(parity, tmp_path):
     assert ok, line
     assert set(
         result['iters'][0]['losses']) == {'l_g_percep', 'l_g_gan', 'l_d_real', 'out_d_real', 'l_d_fake', 'out_d_fake'}
+
+
+# ------------------------------------------------------------------------------------------------ --variant and CLI
+def test_every_variant_belongs_to_a_method(parity):
+    methods = parity.all_methods()
+    assert set(parity.VARIANTS) <= set(methods)
+    assert all(parity.VARIANTS[m] for m in parity.VARIANTS)
+
+
+def test_unknown_variant_is_refused_naming_the_known_ones(parity, capsys):
+    assert parity.main(['a2n', '--ref', 'nowhere', '--variant', 'nope']) == 2
+    err = capsys.readouterr().err
+    assert "'nope'" in err and 'recipe_loss_scale' in err
+    assert parity.main(['srgan', '--variant', 'recipe_loss_scale']) == 2
+    assert 'its variants: none' in capsys.readouterr().err
+
+
+def test_main_passes_the_variant_and_reports_it(parity, monkeypatch, capsys, tmp_path):
+    seen = []
+
+    def fake(ref, iters, seed, data, workdir, curves, **kwargs):
+        seen.append(kwargs)
+        result = {'dtype': 'float64', 'notes': [], 'iters': []}
+        for _ in range(iters):
+            rec = parity.new_record()
+            rec['losses']['l_pix'] = [1.0, 1.0 + (1e-3 if kwargs.get('variant') else 0.)]
+            rec['params']['net_g'] = 0.
+            parity.finish_iteration(result, rec, curves)
+        return result
+
+    monkeypatch.setitem(parity.METHODS, 'a2n', fake)
+    out = tmp_path / 'r.json'
+    assert parity.main(['a2n', '--ref', 'x', '--iters', '2', '--json', str(out)]) == 0
+    assert seen[-1] == {}  # no variant: the method's own default (the official behaviour)
+    assert parity.main(['a2n', '--ref', 'x', '--iters', '2', '--variant', 'recipe_loss_scale', '--json', str(out)]) == 1
+    assert seen[-1] == {'variant': 'recipe_loss_scale'}
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert lines[-1].startswith('PARITY A2N: FAIL 2 iters')
+    assert any(line.startswith('note: variant recipe_loss_scale:') for line in lines)
+    assert 'parity a2n' in captured.err  # the progress bar
+    import json
+    saved = json.loads(out.read_text())
+    assert saved['variant'] == 'recipe_loss_scale' and saved['passed'] is False
+
+
+def test_a2n_recipe_loss_scale_variant_is_a_measured_difference(parity, tmp_path):
+    ref = os.environ.get('SRPLUGINS_REF_A2N')
+    if not ref:
+        pytest.skip('SRPLUGINS_REF_A2N is unset: set it to a git clone of haoyuc/A2N to run the a2n variant')
+    result = parity.run_a2n(ref, 2, 0, None, str(tmp_path), False, variant='recipe_loss_scale')
+    first = result['iters'][0]
+    # same start: our [0, 1] loss reported x255 equals the official 0..255 loss before any step
+    assert parity.rel_diff(*first['losses']['l_pix']) < 1e-12
+    # but Adam's eps makes the [0, 1] scale train differently: the variant is not a no-op
+    assert first['params']['net_g'] > 1e-5
+    assert not parity.verdict('a2n', result)[0]
