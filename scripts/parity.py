@@ -229,10 +229,12 @@ def to_jsonable(obj):
 
 
 def plot(name, result, path):
-    """One PNG: every loss term of both sides per iteration, plus the validation PSNR of both sides."""
+    """One PNG: every loss term of both sides per iteration, the largest differences per iteration (log scale, with
+    the PASS tolerances) and the validation PSNR of both sides; panels on a grid of at most four columns."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import textwrap
 
     curves = result.get('curves') or {'ours': {}, 'official': {}}
     if not curves.get('ours'):  # fall back to the per-iteration records
@@ -243,26 +245,50 @@ def plot(name, result, path):
                 curves['official'].setdefault(term, []).append(official)
     terms = list(curves['ours'])
     psnr = result.get('val_psnr')
-    ncols = len(terms) + (1 if psnr else 0)
-    fig, axes = plt.subplots(1, max(ncols, 1), figsize=(4.2 * max(ncols, 1), 3.6), squeeze=False)
-    for ax, term in zip(axes[0], terms):
+    iters = result.get('iters') or []
+    reference = 'paper formulas' if name == 'srgan' else 'official'  # srgan has no official code
+    panels = len(terms) + (1 if iters else 0) + (1 if psnr else 0)
+    ncols = max(1, min(4, panels))
+    nrows = max(1, math.ceil(panels / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows + 0.6), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[panels:]:
+        ax.axis('off')
+    for ax, term in zip(flat, terms):
         ours, official = curves['ours'][term], curves['official'].get(term, [])
-        ax.plot(range(1, len(official) + 1), official, color='tab:orange', lw=2.5, alpha=0.6, label='official')
+        ax.plot(range(1, len(official) + 1), official, color='tab:orange', lw=2.5, alpha=0.6, label=reference)
         ax.plot(range(1, len(ours) + 1), ours, color='tab:blue', lw=1, ls='--', label='srplugins')
         ax.set_title(term)
         ax.set_xlabel('iteration')
-        ax.legend()
+        ax.legend(fontsize=8)
+    k = len(terms)
+    if iters:  # the figures the verdict is made of, per iteration; exact zeros drawn at the floor
+        floor = 1e-18
+        loss_d = [max([rel_diff(a, b) for a, b in rec['losses'].values()] or [0.]) for rec in iters]
+        param_d = [max([float(v) for v in rec['params'].values()] or [0.]) for rec in iters]
+        ax = flat[k]
+        x = range(1, len(iters) + 1)
+        ax.semilogy(x, [max(v, floor) for v in loss_d], color='tab:green', lw=1, label='largest loss rel. diff')
+        ax.semilogy(x, [max(v, floor) for v in param_d], color='tab:red', lw=1, label='largest param abs. diff')
+        ax.axhline(LOSS_RTOL, color='tab:green', ls=':', lw=1)
+        ax.axhline(PARAM_ATOL, color='tab:red', ls=':', lw=1)
+        ax.set_ylim(floor / 3, max(1.0, max(loss_d + param_d) * 3))
+        ax.set_title(f'srplugins vs {reference} per iteration', fontsize=10)
+        ax.set_xlabel(f'iteration (dotted: tolerances; 0 drawn at {floor:g})', fontsize=8)
+        ax.legend(fontsize=7)
+        k += 1
     if psnr:
-        ax = axes[0][-1]
-        bars = ax.bar(['srplugins', 'official'], [psnr['ours'], psnr['official']], color=['tab:blue', 'tab:orange'])
+        ax = flat[k]
+        bars = ax.bar(['srplugins', reference], [psnr['ours'], psnr['official']], color=['tab:blue', 'tab:orange'])
         for bar, v in zip(bars, (psnr['ours'], psnr['official'])):
-            ax.annotate(f'{v:.3f}', (bar.get_x() + bar.get_width() / 2, v), ha='center', va='bottom')
+            ax.annotate(f'{v:.4f}', (bar.get_x() + bar.get_width() / 2, v), ha='center', va='bottom')
         low = min(psnr['ours'], psnr['official'])
         ax.set_ylim(low - 2, max(psnr['ours'], psnr['official']) + 1)
-        ax.set_title('validation PSNR-Y (dB) after training')
+        ax.set_title('validation PSNR-Y (dB) after training', fontsize=10)
     ok, line = verdict(name, result)
-    import textwrap
-    fig.suptitle(textwrap.fill(line, 110), fontsize=8)  # the verdict line is wider than a two-panel figure
+    if result.get('variant'):
+        line = f'[variant {result["variant"]}: a documented difference, FAIL expected] ' + line
+    fig.suptitle(textwrap.fill(line, int(28 * ncols)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -326,9 +352,10 @@ def write_random_backbones(folder, seed=0, set_env=True, archs=('vgg19', 'alexne
     They are written to ``folder`` and to ``folder/torch_home/hub/checkpoints`` (torch.hub's cache, where
     torchvision's ``pretrained=True`` looks before downloading) and ``folder/experiments/pretrained_models`` (basicsr's
     relative VGG path, usable by changing into ``folder``) as hard links (copies where links fail). With
-    ``set_env``: ``SRPLUGINS_PRETRAINED_DIR=folder`` and ``TORCH_HOME=folder/torch_home`` (torch.hub reads it at
-    every call). ``archs`` limits the torchvision files written (the LPIPS file comes with ``'alexnet'``); each
-    architecture keeps its own seed offset, so a file is the same whichever others are written.
+    ``set_env``, for the rest of the process: ``SRPLUGINS_PRETRAINED_DIR=folder``, ``TORCH_HOME=folder/torch_home``
+    and ``torch.hub.set_dir`` to its ``hub`` (an earlier ``set_dir`` in the process would hide ``TORCH_HOME``).
+    ``archs`` limits the torchvision files written (the LPIPS file comes with ``'alexnet'``); each architecture keeps
+    its own seed offset, so a file is the same whichever others are written.
 
     Returns:
         dict: ``vgg19``, ``alexnet``, ``lpips_alex`` file paths and ``torch_home``.
@@ -375,6 +402,8 @@ def write_random_backbones(folder, seed=0, set_env=True, archs=('vgg19', 'alexne
     if set_env:
         os.environ['SRPLUGINS_PRETRAINED_DIR'] = folder
         os.environ['TORCH_HOME'] = paths['torch_home']
+        # an earlier torch.hub.set_dir in the process would hide TORCH_HOME
+        torch.hub.set_dir(osp.join(paths['torch_home'], 'hub'))
     return paths
 
 
@@ -1324,12 +1353,13 @@ def main(argv=None):
         finally:
             _PROGRESS['bar'] = None
     if args.variant is not None:
+        result['variant'] = args.variant
         result.setdefault('notes', []).append(f'variant {args.variant}: {VARIANTS[args.method][args.variant]} '
                                               '(not the parity default: the differences measure its effect)')
     ok, _ = report(args.method, result)
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump(to_jsonable(dict(result, method=args.method, passed=ok, variant=args.variant)), f, indent=1)
+            json.dump(to_jsonable(dict(result, method=args.method, passed=ok)), f, indent=1)
     if args.plot:
         plot(args.method, result, args.plot)
     return 0 if ok else 1

@@ -53,6 +53,23 @@ def load_script(name):
 _SCRIPTS = {}
 
 
+@pytest.fixture
+def isolate_backbone_env():
+    """Restore ``SRPLUGINS_PRETRAINED_DIR``, ``TORCH_HOME`` and torch.hub's directory after the test: the parity runs
+    point every loader at their random backbone files (``parity.write_random_backbones``) for the rest of their
+    process, which must not leak into the tests that follow."""
+    keys = ('SRPLUGINS_PRETRAINED_DIR', 'TORCH_HOME')
+    saved_env = {k: os.environ.get(k) for k in keys}
+    saved_hub = torch.hub._hub_dir
+    yield
+    for k, v in saved_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    torch.hub._hub_dir = saved_hub
+
+
 @pytest.fixture(scope='session')
 def pretrained_dir(tmp_path_factory):
     """Empty folder set as ``SRPLUGINS_PRETRAINED_DIR`` for the whole session."""

@@ -25,14 +25,14 @@ def _package_lpips(alexnet_weights, tmp_path):
     hub = tmp_path / 'hub'
     (hub / 'checkpoints').mkdir(parents=True)
     shutil.copy(alexnet_weights, hub / 'checkpoints' / 'alexnet-owt-7be5be79.pth')
-    old = torch.hub.get_dir()
+    old = torch.hub._hub_dir  # the raw setting: restoring get_dir() would pin the hub folder and hide TORCH_HOME
     torch.hub.set_dir(str(hub))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # torchvision's "pretrained is deprecated"
             return lpips.LPIPS(net='alex', version='0.1', verbose=False).eval()
     finally:
-        torch.hub.set_dir(old)
+        torch.hub._hub_dir = old
 
 
 def _rgb01(img_bgr):

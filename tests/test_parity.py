@@ -10,6 +10,9 @@ from collections import OrderedDict
 
 from tests.conftest import REPO_ROOT, load_script
 
+# the parity runs point the backbone loaders at their random files: undone after each test
+pytestmark = pytest.mark.usefixtures('isolate_backbone_env')
+
 
 @pytest.fixture(scope='module')
 def parity():

@@ -12,6 +12,9 @@ from basicsr.archs.rrdbnet_arch import RRDBNet
 from srplugins.checkpoints import detect
 from tests.conftest import REPO_ROOT, load_script
 
+# the parity runs point the backbone loaders at their random files: undone after each test
+pytestmark = pytest.mark.usefixtures('isolate_backbone_env')
+
 REF_ENV = 'SRPLUGINS_REF_DASR'
 
 
