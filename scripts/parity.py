@@ -41,6 +41,7 @@ Shared helpers (importable as ``from parity import ...`` with ``scripts/`` on ``
 import argparse
 import contextlib
 import copy
+import inspect
 import io
 import json
 import math
@@ -78,6 +79,9 @@ VARIANTS = {
         'torch_1_1':
         'the official line as torch 1.1 ran it (pre-step activations, post-step weights) instead of '
         'recomputing fake_tex with the updated D (srplugins)',
+        'gan_bce_with_logits':
+        "srplugins' GAN terms by basicsr GANLoss vanilla (BCE-with-logits) instead of the recipe's SigmoidLogGANLoss "
+        '(the official -log(sigmoid + 1e-8))',
     },
 }
 
@@ -1311,6 +1315,12 @@ def parse_args(argv=None):
     parser.add_argument('--plot', default=None, help='draw both sides\' loss curves and validation PSNR to this PNG')
     parser.add_argument('--data', default=None, help='data folder in the demo layout (default: build the demo set)')
     parser.add_argument('--workdir', default=None, help='scratch folder (default: a temporary folder, removed)')
+    parser.add_argument(
+        '--batch',
+        type=int,
+        default=None,
+        help='batch of both sides, for the methods whose run takes it (default 2 everywhere); an iteration costs '
+        'about its size')
     listing = '; '.join(f'{m}: ' + ', '.join(f'{k} ({v})' for k, v in vs.items()) for m, vs in VARIANTS.items())
     parser.add_argument(
         '--variant',
@@ -1342,6 +1352,11 @@ def main(argv=None):
         return 2
     curves = args.plot is not None
     kwargs = {} if args.variant is None else {'variant': args.variant}
+    if args.batch is not None:
+        if 'batch' not in inspect.signature(methods[args.method]).parameters or args.batch < 1:
+            print(f'--batch {args.batch}: not an option of {args.method} or below 1', file=sys.stderr)
+            return 2
+        kwargs['batch'] = args.batch
     from tqdm import tqdm
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix=f'parity_{args.method}_'))

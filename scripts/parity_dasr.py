@@ -532,7 +532,8 @@ def build_official_dsn(ref, recipe, notes):
         raise FileNotFoundError(f'--ref {ref}: {train_py} not found (expected a checkout of ShuhangGu/DASR).')
     with open(train_py) as f:
         parser = official_dsn_parser(f.read())
-    flags = dsn_flags_from_recipe(recipe, DSN_SHRINK['batch_size'], DSN_SHRINK['gt_size'])
+    train = recipe['datasets']['train']
+    flags = dsn_flags_from_recipe(recipe, train['batch_size_per_gpu'], train['gt_size'])
     opt = parser.parse_args(flags)
     defaults = vars(parser.parse_args([]))
     changed = {k: v for k, v in vars(opt).items() if defaults.get(k) != v}
@@ -586,27 +587,33 @@ def _lpips_note(official_net, ours_lpips):
             f'max abs parameter difference {worst:.1e}')
 
 
-def run_dsn(ref, iters, seed, data, workdir, curves, variant=None):
+def run_dsn(ref, iters, seed, data, workdir, curves, variant=None, batch=DSN_SHRINK['batch_size']):
     """Parity of ``DASRDownsamplerModel`` with the official DSN training iteration; see the module docstring.
 
     ``variant`` (``--variant``): ``None`` runs the official side with ``blocker='recompute'`` (srplugins' choice, so
     PASS is reachable); ``'pre_step_copy'`` or ``'torch_1_1'`` run every official iteration with that choice of
-    :func:`official_dsn_step`, to measure over a whole training what the choice changes.
+    :func:`official_dsn_step`, to measure over a whole training what the choice changes; ``'gan_bce_with_logits'``
+    trains srplugins with basicsr's ``GANLoss`` vanilla instead of the recipe's ``SigmoidLogGANLoss``. ``batch``
+    (``--batch``): the batch of both sides (default 2). The HR patch stays 128: LPIPS' AlexNet needs LR crops of 32.
     """
     import torch
-    if variant not in (None, 'pre_step_copy', 'torch_1_1'):
-        raise ValueError(f'dasr_dsn: unknown variant {variant!r}; expected pre_step_copy or torch_1_1')
-    blocker = variant or 'recompute'
+    if variant not in (None, 'pre_step_copy', 'torch_1_1', 'gan_bce_with_logits'):
+        raise ValueError(f'dasr_dsn: unknown variant {variant!r}; expected pre_step_copy, torch_1_1 or '
+                         'gan_bce_with_logits')
+    blocker = variant if variant in DSN_BLOCKER_CHOICES else 'recompute'
 
     notes = []
     torch.manual_seed(seed)
     parity = _framework()
-    recipe = parity.load_recipe(DSN_RECIPE, batch=DSN_SHRINK['batch_size'], patch=DSN_SHRINK['gt_size'])
+    overrides = {}
+    if variant == 'gan_bce_with_logits':  # basicsr's GANLoss: the official formula without its epsilon
+        overrides['train.gan_opt'] = {'type': 'GANLoss', 'gan_type': 'vanilla', 'loss_weight': 0.005}
+    recipe = parity.load_recipe(DSN_RECIPE, batch=batch, patch=DSN_SHRINK['gt_size'], overrides=overrides)
     notes.append(f'recipe {DSN_RECIPE} shrunk: ' + '; '.join(recipe['shrunk']) + ' (networks at full width: the '
                  'official De_resnet / DiscriminatorBasic hard-code it)')
     domains = demo_domains(data, workdir, DSN_SHRINK['gt_size'])
     rng = np.random.default_rng(seed)  # float32 batches made up front, as the dataset makes them
-    batches = [dsn_batch(domains, DSN_SHRINK['batch_size'], DSN_SHRINK['gt_size'], rng) for _ in range(iters)]
+    batches = [dsn_batch(domains, batch, DSN_SHRINK['gt_size'], rng) for _ in range(iters)]
     with backbones_float64(workdir, seed) as files:
         official = build_official_dsn(ref, recipe, notes)
         ours = build_ours_from_recipe(recipe, workdir, files['lpips_alex'])
@@ -625,8 +632,9 @@ def run_dsn(ref, iters, seed, data, workdir, curves, variant=None):
         else:
             notes.append(f'patch 6 (modern-torch in-place blocker): official side run with blocker={blocker!r} at '
                          'every iteration (variant; srplugins recomputes fake_tex with the updated D)')
-        notes.append('official D loss -log(p+1e-8) on sigmoid outputs vs srplugins BCE-with-logits: differences '
-                     '~1e-8 relative, inside the tolerance')
+        if variant == 'gan_bce_with_logits':
+            notes.append('variant: srplugins GAN terms by GANLoss vanilla (BCE-with-logits) against the official '
+                         '-log(sigmoid + 1e-8): equal to ~3e-8 until the discriminator saturates')
         records = []
         for it, batch32 in enumerate(batches, 1):
             batch = {k: v.double() for k, v in batch32.items()}

@@ -1,4 +1,6 @@
 """Tests for srplugins.losses.dasr_loss."""
+import math
+import os.path as osp
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,8 +10,9 @@ from basicsr.losses.gan_loss import GANLoss
 from basicsr.utils.registry import LOSS_REGISTRY
 
 import srplugins  # noqa: F401
-from srplugins.losses.dasr_loss import DomainDistanceWeightedL1Loss, LowFrequencyL1Loss, LPIPSLoss
+from srplugins.losses.dasr_loss import DomainDistanceWeightedL1Loss, LowFrequencyL1Loss, LPIPSLoss, SigmoidLogGANLoss
 from srplugins.ops.frequency import gaussian_kernel2d
+from tests.conftest import REPO_ROOT
 
 
 def test_registered():
@@ -97,3 +100,59 @@ def test_lpips_loss(alexnet_weights):
         torch.testing.assert_close(loss(pred, target, weight), 0.5 * (per_image * torch.tensor([0.2, 1.0])).mean())
     loss.train()
     assert not loss.lpips.training
+
+
+# ------------------------------------------------------------------------------------------- SigmoidLogGANLoss (DSN)
+def test_sigmoid_log_gan_loss_is_the_official_dsn_formula():
+    torch.manual_seed(0)
+    z = torch.randn(2, 1, 9, 7, dtype=torch.float64) * 5
+    p = 1 / (1 + torch.exp(-z))  # the official discriminator's sigmoid output, written out
+    loss = SigmoidLogGANLoss(loss_weight=0.005)
+    # official codes/DSN/loss.py: generator -log(D(G) + 1e-8), discriminator -log(D(y) + 1e-8) - log(1 - D(G) + 1e-8)
+    assert torch.allclose(loss(z, True, is_disc=False), 0.005 * torch.mean(-torch.log(p + 1e-8)), rtol=1e-12)
+    assert torch.allclose(loss(z, True, is_disc=True), torch.mean(-torch.log(p + 1e-8)), rtol=1e-12)
+    assert torch.allclose(loss(z, False, is_disc=True), torch.mean(-torch.log(1 - p + 1e-8)), rtol=1e-12)
+
+
+def test_sigmoid_log_gan_loss_differs_from_bce_only_where_the_discriminator_is_confident():
+    bce = GANLoss('vanilla', loss_weight=1.0)
+    ours = SigmoidLogGANLoss(loss_weight=1.0)
+    moderate = torch.linspace(-6, 6, 25, dtype=torch.float64)
+    for real in (True, False):
+        assert abs(float(ours(moderate, real)) - float(bce(moderate, real))) < 1e-6
+    # eps = 0 is BCE-with-logits written naively (where it does not overflow)
+    assert torch.allclose(SigmoidLogGANLoss(eps=0.)(moderate, False), bce(moderate, False), rtol=1e-12)
+    confident = torch.full((4, ), 25., dtype=torch.float64, requires_grad=True)
+    capped = ours(confident, False, is_disc=True)  # D calls a fake real with logit 25
+    p25 = 1 / (1 + math.exp(-25.))  # 1 - p rounds as in the official code
+    assert abs(float(capped) - (-math.log(1 - p25 + 1e-8))) < 1e-9 and float(capped) < 18.43  # capped by eps
+    assert float(bce(confident, False, is_disc=True)) == pytest.approx(25., rel=1e-9)  # BCE keeps growing
+    capped.backward()
+    assert confident.grad.abs().max() < 1e-2  # the epsilon cuts the gradient (BCE's is 1 / 4 per element)
+    with pytest.raises(ValueError, match='gan_opt.eps'):
+        SigmoidLogGANLoss(eps=-1)
+
+
+def test_dsn_recipes_and_default_use_the_official_gan_formula():
+    import glob
+    import yaml
+
+    from srplugins.models.dasr_model import DSN_DEFAULT_GAN
+    assert DSN_DEFAULT_GAN['type'] == 'SigmoidLogGANLoss' and DSN_DEFAULT_GAN['eps'] == 1e-8
+    files = glob.glob(osp.join(REPO_ROOT, 'options', '*', 'DASR', 'train_DASR_DSN_*.yml')) + \
+        glob.glob(osp.join(REPO_ROOT, 'options', 'demo', 'demo_DASR_DSN_*.yml'))
+    assert len(files) >= 6
+    for path in files:
+        with open(path) as f:
+            gan = yaml.safe_load(f)['train']['gan_opt']
+        assert gan['type'] == 'SigmoidLogGANLoss' and float(gan['eps']) == 1e-8 and gan['loss_weight'] == 0.005, path
+
+
+def test_sigmoid_log_gan_loss_is_finite_for_half_precision_logits():
+    loss = SigmoidLogGANLoss()
+    for dtype in (torch.float16, torch.bfloat16):
+        z = torch.tensor([30., -30., 0.], dtype=dtype)
+        for real in (True, False):
+            value = loss(z, real, is_disc=True)
+            assert value.dtype == torch.float32 and torch.isfinite(value)
+            assert float(value) < 18.43 / 3 + math.log(2) / 3 + 1e-3  # each element capped at -log(1e-8) = 18.42

@@ -310,3 +310,24 @@ def test_a2n_recipe_loss_scale_variant_is_a_measured_difference(parity, tmp_path
     # but Adam's eps makes the [0, 1] scale train differently: the variant is not a no-op
     assert first['params']['net_g'] > 1e-5
     assert not parity.verdict('a2n', result)[0]
+
+
+def test_batch_option_reaches_methods_that_take_it_and_is_refused_elsewhere(parity, monkeypatch, capsys):
+    seen = []
+
+    def with_batch(ref, iters, seed, data, workdir, curves, batch=2):
+        seen.append(batch)
+        rec = parity.new_record()
+        rec['losses']['l'] = [1.0, 1.0]
+        rec['params']['net_g'] = 0.
+        return {'dtype': 'float64', 'notes': [], 'iters': [rec]}
+
+    def without_batch(ref, iters, seed, data, workdir, curves):
+        raise AssertionError('must not run')
+
+    monkeypatch.setitem(parity.METHODS, 'a2n', with_batch)
+    monkeypatch.setitem(parity.METHODS, 'realesrnet', without_batch)
+    assert parity.main(['a2n', '--ref', 'x', '--iters', '1', '--batch', '1']) == 0 and seen == [1]
+    assert parity.main(['realesrnet', '--ref', 'x', '--batch', '1']) == 2
+    assert parity.main(['a2n', '--ref', 'x', '--batch', '0']) == 2
+    assert '--batch' in capsys.readouterr().err

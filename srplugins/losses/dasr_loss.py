@@ -6,10 +6,11 @@ network is trained with domain-distance weighted supervision on the generated pa
 Official code: ShuhangGu/DASR ``codes/DSN/loss.py`` (``GeneratorLoss``: ``color_loss``, LPIPS ``PerceptualLoss``)
 and ``codes/SRN/models/DASR_model.py`` (``multiweights`` pixel loss, ``sup_LL`` loss).
 
-The adversarial terms reuse ``basicsr.losses.GANLoss`` with ``gan_type: vanilla`` (``BCEWithLogitsLoss``; on logits
-``z`` the generator term is ``-log(sigmoid(z))``, which is the official ``-log(D + 1e-8)`` without the epsilon and
-without its fp16 underflow). Official DSN weights: colour ``w_col = 1``, perceptual ``w_per = 0.01``, adversarial
-``w_tex = 0.005``; they are the defaults of ``DASRDownsamplerModel``.
+The DSN adversarial terms use :class:`SigmoidLogGANLoss`, the official ``-log(D + 1e-8)`` /
+``-log(1 - D + 1e-8)`` on ``D = sigmoid(logits)`` (``codes/DSN/loss.py``); the SR stage's use
+``basicsr.losses.GANLoss`` with ``gan_type: vanilla`` (``BCEWithLogitsLoss``), as the official SRN code does.
+Official DSN weights: colour ``w_col = 1``, perceptual ``w_per = 0.01``, adversarial ``w_tex = 0.005``; they are the
+defaults of ``DASRDownsamplerModel``.
 """
 import torch
 import torch.nn.functional as F
@@ -168,3 +169,44 @@ class DomainDistanceWeightedL1Loss(nn.Module):
         if self.normalization == 'mean':
             return self.loss_weight * weighted.mean()
         return self.loss_weight * weighted.sum() / weight.expand_as(diff).sum().clamp_min(torch.finfo(diff.dtype).eps)
+
+
+@LOSS_REGISTRY.register()
+class SigmoidLogGANLoss(nn.Module):
+    """Vanilla GAN loss written as the official DSN code writes it: ``-log(sigmoid(z) + eps)`` for a real target and
+    ``-log(1 - sigmoid(z) + eps)`` for a fake one, averaged (``codes/DSN/loss.py``: ``generator_loss`` and
+    ``discriminator_loss``, ``eps = 1e-8``, on the discriminator's sigmoid output).
+
+    Why not ``GANLoss`` vanilla (``BCEWithLogitsLoss``, the same formula without ``eps``): the epsilon caps each term at
+    ``-log(eps)`` (18.4) and shrinks its gradient where the discriminator is confident (``|z| >~ 18``), while
+    BCE-with-logits keeps it; elsewhere the two differ by about ``eps`` relative. ``scripts/parity.py dasr_dsn --iters
+    300 --variant gan_bce_with_logits`` measured the effect on training: with ``GANLoss`` the two trainings agree to
+    6e-8 for about 95 iterations, then part within a few iterations (parameters 1e-2 apart after 300; docs/DASR.md).
+    In float32 ``1 - sigmoid(z)`` rounds to 0 for ``z > 17``, as in the official code; half-precision logits (AMP) are
+    taken to float32 first, since float16 cannot hold ``1e-8`` and ``-log(0)`` would be infinite.
+
+    Args:
+        eps (float): Added inside the logarithms (official 1e-8).
+        loss_weight (float): Weight of the generator term (``is_disc=False``); the discriminator terms are not
+            weighted, as in ``basicsr.losses.GANLoss``.
+
+    Shapes:
+        ``input``: discriminator logits, any shape. Returns a scalar.
+    """
+
+    def __init__(self, eps=1e-8, loss_weight=1.0):
+        super().__init__()
+        if not eps >= 0:
+            raise ValueError(f'gan_opt.eps must be >= 0, got {eps!r}')
+        self.eps = float(eps)
+        self.loss_weight = loss_weight
+
+    def forward(self, input, target_is_real, is_disc=False):
+        if input.dtype in (torch.float16, torch.bfloat16):
+            input = input.float()
+        prob = torch.sigmoid(input)
+        if target_is_real:
+            loss = -torch.log(prob + self.eps).mean()
+        else:
+            loss = -torch.log(1 - prob + self.eps).mean()
+        return loss if is_disc else loss * self.loss_weight

@@ -44,13 +44,7 @@ DSN_BUNDLE_FORMAT = 'srplugins.DASR.dsn.v1'
 
 # official DSN defaults (codes/DSN/train.py argparse): w_col 1, w_per 0.01, w_tex 0.005, Adam(1e-4, betas 0.5/0.999)
 DSN_DEFAULT_PERCEPTUAL = {'type': 'LPIPSLoss', 'loss_weight': 0.01, 'net': 'alex', 'version': '0.1'}
-DSN_DEFAULT_GAN = {
-    'type': 'GANLoss',
-    'gan_type': 'vanilla',
-    'real_label_val': 1.0,
-    'fake_label_val': 0.0,
-    'loss_weight': 0.005
-}
+DSN_DEFAULT_GAN = {'type': 'SigmoidLogGANLoss', 'eps': 1e-8, 'loss_weight': 0.005}
 DSN_DEFAULT_OPTIM = {'type': 'Adam', 'lr': 1e-4, 'betas': [0.5, 0.999]}
 DDM_WEIGHTABLE = ('pixel', 'pixel_ll', 'perceptual')
 
@@ -115,9 +109,11 @@ class DASRDownsamplerModel(TrainingOptionsMixin, SRGANModel):
 
     Generator loss (official ``GeneratorLoss``), all computed against the bicubic down-scale ``y^b``:
     ``col_opt`` (``LowFrequencyL1Loss``, default weight 1 with the discriminator's filter, valid filtering),
-    ``perceptual_opt`` (``LPIPSLoss`` alex v0.1, default weight 0.01) and ``gan_opt`` (``GANLoss`` vanilla on the
-    discriminator logits of ``G_d(x)``, default weight 0.005). A missing key uses the official default; a key set to
-    null switches the term off. Discriminator loss: ``BCE(D(y^r), 1) + BCE(D(G_d(x)), 0)`` (no 1/2, as official).
+    ``perceptual_opt`` (``LPIPSLoss`` alex v0.1, default weight 0.01) and ``gan_opt`` (``SigmoidLogGANLoss``, the
+    official ``-log(sigmoid(z) + 1e-8)``, on the discriminator logits of ``G_d(x)``, default weight 0.005; ``GANLoss``
+    vanilla is BCE-with-logits without the epsilon, which trains differently once D is confident: docs/DASR.md). A
+    missing key uses the official default; a key set to null switches the term off. Discriminator loss:
+    ``L(D(y^r), real) + L(D(G_d(x)), fake)`` (no 1/2, as official).
 
     Options under ``train``: ``disc_freq`` / ``gen_freq`` (update every N iterations, default 1), ``optim_g`` /
     ``optim_d`` (default Adam lr 1e-4, betas 0.5/0.999) and ``scheduler`` (``LinearDecayLR`` with ``start_iter`` and
