@@ -669,6 +669,13 @@ def mean_val_psnr(forward, pairs, crop_border):
     return sum(values) / len(values)
 
 
+def val_psnr_both(data, scale, ours, official):
+    """``result['val_psnr']`` of a run: :func:`mean_val_psnr` of both sides' forwards on the validation pairs of
+    ``data`` (HR side at most 192, crop border ``scale``)."""
+    pairs = val_pairs(data, scale, max_side=192)
+    return {'ours': mean_val_psnr(ours, pairs, scale), 'official': mean_val_psnr(official, pairs, scale)}
+
+
 def snapshot(module):
     """Detached copies of a module's parameters (to show later how far training moved them)."""
     return {k: v.detach().clone() for k, v in module.named_parameters()}
@@ -851,13 +858,9 @@ def run_a2n(ref, iters, seed, data, workdir, curves, official_loss_scale=True, b
             tr.train()
         notes.append(moved_note('net_g', ours.net_g, start))
         if curves:
-            pairs = val_pairs(data, 2, max_side=192)
             official.eval()
             ours.net_g.eval()
-            result['val_psnr'] = {
-                'ours': mean_val_psnr(ours.net_g, pairs, 2),
-                'official': mean_val_psnr(lambda x: official.model(x * 255.) / 255., pairs, 2)
-            }
+            result['val_psnr'] = val_psnr_both(data, 2, ours.net_g, lambda x: official.model(x * 255.) / 255.)
     return result
 
 
@@ -1046,11 +1049,7 @@ def run_realesrgan_family(ref, iters, seed, data, workdir, curves, gan):
             finish_iteration(result, rec, curves)
         notes.extend(moved_note(name, getattr(ours, name), starts[name]) for name in nets)
         if curves:
-            pairs = val_pairs(data, 4, max_side=192)
-            result['val_psnr'] = {
-                side: mean_val_psnr(model.net_g_ema.eval(), pairs, 4)
-                for side, model in (('ours', ours), ('official', official))
-            }
+            result['val_psnr'] = val_psnr_both(data, 4, ours.net_g_ema.eval(), official.net_g_ema.eval())
     return result
 
 
@@ -1177,11 +1176,7 @@ def run_bsrgan(ref, iters, seed, data, workdir, curves, batch=2, lq_patch=16):
             finish_iteration(result, rec, curves)
         notes.extend(moved_note(name, o, starts[name]) for name, (o, _) in pairs.items())
         if curves:
-            vpairs = val_pairs(data, 4, max_side=192)
-            result['val_psnr'] = {
-                'ours': mean_val_psnr(ours.net_g_ema.eval(), vpairs, 4),
-                'official': mean_val_psnr(official.netE.eval(), vpairs, 4)
-            }
+            result['val_psnr'] = val_psnr_both(data, 4, ours.net_g_ema.eval(), official.netE.eval())
     _purge_modules('models', 'utils', 'data')
     return result
 
@@ -1293,11 +1288,7 @@ def run_srgan(ref, iters, seed, data, workdir, curves, batch=2, gt_size=48):
             finish_iteration(result, rec, curves)
         notes.extend(moved_note(name, o, starts[name]) for name, (o, _) in pairs.items())
         if curves:
-            vpairs = val_pairs(data, 4, max_side=192)
-            result['val_psnr'] = {
-                'ours': mean_val_psnr(ours.net_g.eval(), vpairs, 4),
-                'official': mean_val_psnr(ref_g.eval(), vpairs, 4)
-            }
+            result['val_psnr'] = val_psnr_both(data, 4, ours.net_g.eval(), ref_g.eval())
     return result
 
 
