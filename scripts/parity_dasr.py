@@ -635,7 +635,7 @@ def run_dsn(ref, iters, seed, data, workdir, curves, variant=None, batch=DSN_SHR
         if variant == 'gan_bce_with_logits':
             notes.append('variant: srplugins GAN terms by GANLoss vanilla (BCE-with-logits) against the official '
                          '-log(sigmoid + 1e-8): equal to ~3e-8 until the discriminator saturates')
-        records = []
+        result = {'dtype': 'float64', 'notes': notes, 'iters': []}
         for it, batch32 in enumerate(batches, 1):
             batch = {k: v.double() for k, v in batch32.items()}
             ours.update_learning_rate(it, warmup_iter=recipe['train'].get('warmup_iter', -1))
@@ -656,21 +656,19 @@ def run_dsn(ref, iters, seed, data, workdir, curves, variant=None, batch=DSN_SHR
                     notes.append(dsn_blocker_effect(official, batch))
                 off_terms, _ = official_dsn_step(
                     official, batch['gt'], batch['lq_bicubic'], batch['lq_real'], blocker=blocker)
-            records.append({
-                'losses': {
-                    k: [ours_terms[k], off_terms[k]]
-                    for k in ours_terms
-                },
-                'params': {
-                    'net_g': max_abs_diff(ours.net_g.state_dict(), official['model_g'].state_dict()),
-                    'net_d': max_abs_diff(ours.net_d.state_dict(), official['model_d'].state_dict()),
-                }
-            })
-            parity.progress_step()
+            parity.finish_iteration(
+                result, {
+                    'losses': {
+                        k: [ours_terms[k], off_terms[k]]
+                        for k in ours_terms
+                    },
+                    'params': {
+                        'net_g': max_abs_diff(ours.net_g.state_dict(), official['model_g'].state_dict()),
+                        'net_d': max_abs_diff(ours.net_d.state_dict(), official['model_d'].state_dict()),
+                    }
+                }, curves)
         notes += [parity.moved_note(f'srplugins {k}', getattr(ours, k), v) for k, v in snaps.items()]
-        result = {'dtype': 'float64', 'notes': notes, 'iters': records}
         if curves:
-            result['curves'] = _curves(records)
             result['val_psnr'] = {
                 'ours': _dsn_val_psnr(ours.net_g, domains[2], domains[3]),
                 'official': _dsn_val_psnr(official['model_g'], domains[2], domains[3])
@@ -706,15 +704,6 @@ def _centre_crop_psnr(net_g, val_hr, val_lr, down):
                 values.append(_framework().psnr_y(net_g(lr_c), hr_c, 4))
     net_g.train()
     return float(np.mean(values))
-
-
-def _curves(records):
-    out = {'ours': {}, 'official': {}}
-    for rec in records:
-        for term, (a, b) in rec['losses'].items():
-            out['ours'].setdefault(term, []).append(a)
-            out['official'].setdefault(term, []).append(b)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -775,7 +764,7 @@ def run_sr(ref, iters, seed, data, workdir, curves):
         snaps = {'net_g': parity.snapshot(ours.net_g), 'net_d': parity.snapshot(ours.net_d)}
         notes.append(f'official pixel_weight {tr["pixel_weight"]} is applied twice (l_g_total += w * (w * L1)); '
                      'srplugins applies it once: identical at the recipe value 1')
-        records = []
+        result = {'dtype': 'float64', 'notes': notes, 'iters': []}
         for it, batch32 in enumerate(batches, 1):
             batch = {k: v.double() for k, v in batch32.items()}
             ours.update_learning_rate(it, warmup_iter=recipe['train'].get('warmup_iter', -1))
@@ -808,22 +797,20 @@ def run_sr(ref, iters, seed, data, workdir, curves):
                 'l_g_gan': log['l_g_gan'],
                 'l_d_total': log['l_d_real'] + log['l_d_fake'],
             }
-            records.append({
-                'losses': {
-                    k: [ours_terms[k], off_terms[k]]
-                    for k in ours_terms
-                },
-                'params': {
-                    'net_g': max_abs_diff(ours.net_g.state_dict(),
-                                          rrdb_official_to_basicsr(official.netG.state_dict())),
-                    'net_d': max_abs_diff(ours.net_d.state_dict(), official.netD_target.state_dict()),
-                }
-            })
-            parity.progress_step()
+            parity.finish_iteration(
+                result, {
+                    'losses': {
+                        k: [ours_terms[k], off_terms[k]]
+                        for k in ours_terms
+                    },
+                    'params': {
+                        'net_g': max_abs_diff(ours.net_g.state_dict(),
+                                              rrdb_official_to_basicsr(official.netG.state_dict())),
+                        'net_d': max_abs_diff(ours.net_d.state_dict(), official.netD_target.state_dict()),
+                    }
+                }, curves)
         notes += [parity.moved_note(f'srplugins {k}', getattr(ours, k), v) for k, v in snaps.items()]
-        result = {'dtype': 'float64', 'notes': notes, 'iters': records}
         if curves:
-            result['curves'] = _curves(records)
             result['val_psnr'] = {
                 'ours': _sr_val_psnr(ours.net_g, domains[2], domains[3]),
                 'official': _sr_val_psnr(official.netG, domains[2], domains[3])
